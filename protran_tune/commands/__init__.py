@@ -1,0 +1,1 @@
+"""One module per ``protran-tune`` sub-command (see :mod:`protran_tune.cli`)."""

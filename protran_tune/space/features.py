@@ -1,0 +1,179 @@
+"""Dense feature encoding of architectures for regressors (surrogate input ``X``).
+
+The ProTran embedding stores *indices* (an attention-op index of 21805 values is no useful distance
+for a regressor). :class:`FeatureEncoder` turns embeddings into physically meaningful numbers, fully
+vectorised (lookup tables over op indices), so whole candidate pools encode in milliseconds.
+
+Columns (``feature_names_``), for a space with ``m`` head ops and ``L = max_layers``:
+
+* global: ``n_layers``; ``encoder_params_m`` (encoder parameters, millions, see
+  :mod:`protran_tune.space.cost`); ``encoder_gflops`` (one sequence of ``seq_len`` tokens);
+  ``heads_<op>`` (heads of each op over all layers, m columns); ``head_dims_<op>`` (sum of their head
+  sizes, m columns); ``hidden_mean``, ``hidden_max``, ``ff_width_sum``, ``ff_layers``, ``projections``
+  (layer boundaries where the hidden size changes);
+* per layer ``j < L`` (zero when the layer is absent): ``l{j}_hidden``, ``l{j}_n_heads``,
+  ``l{j}_head_size``, ``l{j}_heads_<op>`` (m columns), ``l{j}_ff_width_sum``, ``l{j}_ff_depth``,
+  ``l{j}_params_m``, ``l{j}_gflops``.
+
+Shapes: ``transform(E)`` maps int embeddings ``(n, 1 + 3L)`` to float64 features ``(n, n_features_)``.
+"""
+
+from __future__ import annotations
+
+import itertools
+from functools import cached_property
+from typing import Sequence
+
+import numpy as np
+
+from protran_tune.space.architecture import Architecture
+from protran_tune.space.design_space import DesignSpace, get_space
+from protran_tune.space.ops import conv_kernel, op_family
+
+_MAX_TABLE = 2_000_000  # largest attention-op table built eagerly
+
+
+class FeatureEncoder:
+    """Vectorised dense features of a design space's architectures.
+
+    Args:
+        space: design space (name, path or :class:`DesignSpace`).
+        seq_len: tokens per sequence for the FLOP columns.
+    """
+
+    def __init__(self, space: DesignSpace | str = "flexibert2", seq_len: int = 128) -> None:
+        self.space = get_space(space)
+        self.seq_len = seq_len
+
+    # ----------------------------------------------------------------- tables
+    @cached_property
+    def _attention_counts(self) -> np.ndarray:
+        """(n_attention_op_types, m) head counts per op, in rank order of the attention index."""
+        sp = self.space
+        if sp.n_attention_op_types > _MAX_TABLE:
+            raise ValueError(
+                f"space {sp.name!r} has {sp.n_attention_op_types} attention op types per layer; "
+                f"feature tables are limited to {_MAX_TABLE}"
+            )
+        m = len(sp.head_ops)
+        rows = []
+        for n in sp.num_heads:
+            for combo in itertools.combinations_with_replacement(range(m), n):
+                rows.append(np.bincount(combo, minlength=m))
+        return np.asarray(rows, dtype=np.float64)
+
+    @cached_property
+    def _ff_table(self) -> np.ndarray:
+        """(n_ff_types, 5): depth, first width, last width, sum of widths, sum of inner products f_i*f_{i+1}."""
+        sp = self.space
+        rows = []
+        for depth in sp.feed_forward_stacks:
+            for widths in itertools.product(sp.feed_forward_dims, repeat=depth):
+                inner = sum(a * b for a, b in zip(widths[:-1], widths[1:]))
+                rows.append((depth, widths[0], widths[-1], sum(widths), inner))
+        return np.asarray(rows, dtype=np.float64)
+
+    @cached_property
+    def feature_names_(self) -> list[str]:
+        ops = [op.replace("-", "_") for op in self.space.head_ops]
+        names = ["n_layers", "encoder_params_m", "encoder_gflops"]
+        names += [f"heads_{o}" for o in ops] + [f"head_dims_{o}" for o in ops]
+        names += ["hidden_mean", "hidden_max", "ff_width_sum", "ff_layers", "projections"]
+        for j in range(self.space.max_layers):
+            names += [f"l{j}_hidden", f"l{j}_n_heads", f"l{j}_head_size"]
+            names += [f"l{j}_heads_{o}" for o in ops]
+            names += [f"l{j}_ff_width_sum", f"l{j}_ff_depth", f"l{j}_params_m", f"l{j}_gflops"]
+        return names
+
+    @property
+    def n_features_(self) -> int:
+        return len(self.feature_names_)
+
+    # ----------------------------------------------------------------- per-head constants
+    def _head_coefficients(self) -> tuple[np.ndarray, ...]:
+        """Per op: params = a*h*d + b*d + c*d*d + e*h + g; flops/t = p*h*d + q*t*d + r*d*d + s*h + u*d."""
+        a, b, c, e, g, p, q, r, s, u = (np.zeros(len(self.space.head_ops)) for _ in range(10))
+        for i, op in enumerate(self.space.head_ops):
+            fam = op_family(op)
+            if fam == "sa":
+                a[i], b[i], p[i], q[i] = 3, 3, 6, 4
+                if op == "sa-wma":
+                    c[i], r[i] = 1, 2
+            elif fam == "l":
+                a[i], b[i], p[i], q[i], r[i] = 1, 1, 2, 2, 2
+            else:
+                k = conv_kernel(op)
+                a[i], b[i], e[i], g[i] = 3, 3 + k, k, k
+                p[i], s[i], u[i] = 6, 2 * k, 4 * k
+        return a, b, c, e, g, p, q, r, s, u
+
+    # ----------------------------------------------------------------- transform
+    def transform(self, embeddings: np.ndarray | Sequence[Sequence[int]]) -> np.ndarray:
+        """Features of ProTran embeddings ``(n, embedding_dim)`` -> ``(n, n_features_)`` float64."""
+        sp = self.space
+        E = np.asarray(embeddings, dtype=np.int64)
+        if E.ndim == 1:
+            E = E[None, :]
+        if E.ndim != 2 or E.shape[1] != sp.embedding_dim:
+            raise ValueError(f"embeddings must have shape (n, {sp.embedding_dim}), got {E.shape}")
+        L, m, t = sp.max_layers, len(sp.head_ops), float(self.seq_len)
+        layers_arr = np.asarray(sp.layers)
+        if E[:, 0].min(initial=0) < 0 or E[:, 0].max(initial=0) >= len(layers_arr):
+            raise ValueError("embedding column 0 holds an invalid layer-count index")
+        n_layers = layers_arr[E[:, 0]]
+        present = np.arange(L)[None, :] < n_layers[:, None]  # (n, L)
+        hid_idx, ff_idx, att_idx = E[:, 1::3], E[:, 2::3], E[:, 3::3]
+        hidden = np.where(present, np.asarray(sp.hidden_sizes, dtype=np.float64)[hid_idx], 0.0)
+        counts = self._attention_counts[att_idx] * present[..., None]  # (n, L, m)
+        ff = self._ff_table[ff_idx] * present[..., None]  # (n, L, 5)
+        n_heads = counts.sum(-1)
+        head_size = np.floor_divide(hidden, np.maximum(n_heads, 1))
+        h, d = hidden, head_size
+        prev = np.concatenate([hidden[:, :1], hidden[:, :-1]], axis=1)
+        proj = present & (prev != hidden)
+
+        a, b, c, e, g, p, q, r, s, u = self._head_coefficients()
+        hd, dd = (h * d)[..., None], (d * d)[..., None]
+        head_params = counts * (a * hd + b * d[..., None] + c * dd + e * h[..., None] + g)
+        head_flops = counts * t * (p * hd + q * t * d[..., None] + r * dd + s * h[..., None] + u * d[..., None])
+        depth, first, last, width_sum, inner = (ff[..., i] for i in range(5))
+        layer_params = (
+            proj * (prev * h + h)
+            + head_params.sum(-1)
+            + n_heads * d * h + 3 * h  # attention output + LayerNorm
+            + h * (first + last) + inner + width_sum + h + 2 * h * present  # feed-forward + LayerNorm
+        )
+        layer_flops = (
+            proj * 2 * t * prev * h
+            + head_flops.sum(-1)
+            + 2 * t * n_heads * d * h
+            + 2 * t * (h * (first + last) + inner)
+        )
+        head_dims = (counts * d[..., None]).sum(1)
+        n_present = np.maximum(present.sum(1), 1)
+        global_cols = [
+            n_layers[:, None].astype(np.float64),
+            layer_params.sum(1, keepdims=True) / 1e6,
+            layer_flops.sum(1, keepdims=True) / 1e9,
+            counts.sum(1),
+            head_dims,
+            (hidden.sum(1) / n_present)[:, None],
+            hidden.max(1, keepdims=True),
+            width_sum.sum(1, keepdims=True),
+            depth.sum(1, keepdims=True),
+            proj.sum(1, keepdims=True).astype(np.float64),
+        ]
+        per_layer = np.concatenate(
+            [
+                hidden[..., None], n_heads[..., None], head_size[..., None], counts,
+                width_sum[..., None], depth[..., None], (layer_params / 1e6)[..., None], (layer_flops / 1e9)[..., None],
+            ],
+            axis=-1,
+        )  # (n, L, 3 + m + 4)
+        return np.concatenate(global_cols + [per_layer.reshape(len(E), -1)], axis=1)
+
+    def transform_architectures(self, archs: Sequence[Architecture]) -> np.ndarray:
+        """Features of architectures (validated against the space)."""
+        if not archs:
+            return np.zeros((0, self.n_features_))
+        return self.transform(np.stack([self.space.embed(arch) for arch in archs]))
