@@ -1,0 +1,190 @@
+"""Embedded defaults of the product commands: study storage, MLflow tracking URI and a local Ray.
+
+* Optuna storage ``sqlite:///protran.db`` and MLflow ``sqlite:///mlflow.db`` in the working directory.
+* A local Ray started by the command (bound to 127.0.0.1, token authentication on) and shut down by it,
+  or an existing cluster from ``--ray-address`` / ``RAY_ADDRESS``.
+
+Bad or unreachable URIs raise :class:`~protran_tune.errors.UsageError` with a one-line message, which the
+CLI prints and turns into exit code 2. Heavy libraries are imported inside the functions.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import socket
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+from protran_tune.errors import UsageError
+
+DEFAULT_STORAGE = "sqlite:///protran.db"
+DEFAULT_MLFLOW_URI = "sqlite:///mlflow.db"
+LOOPBACK = "127.0.0.1"
+_SQL_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql", "oracle")
+
+
+def _sqlite_path(uri: str) -> Path | None:
+    """Path of a ``sqlite:///`` URI (``None`` for ``sqlite://`` in-memory)."""
+    rest = uri.split(":", 1)[1]
+    if not rest.startswith("///"):
+        if rest in ("", "//"):
+            return None
+        raise UsageError(f"malformed sqlite URI {uri!r}: use sqlite:///relative/path.db or sqlite:////absolute/path.db")
+    return Path(rest[3:])
+
+
+def _check_sqlite_dir(uri: str, what: str) -> None:
+    path = _sqlite_path(uri)
+    if path is None:
+        return
+    parent = path.resolve().parent
+    if not parent.is_dir():
+        raise UsageError(f"{what} {uri!r}: directory {parent} does not exist")
+    if not os.access(parent, os.W_OK):
+        raise UsageError(f"{what} {uri!r}: directory {parent} is not writable")
+    if path.exists() and path.is_dir():
+        raise UsageError(f"{what} {uri!r}: {path} is a directory, not a database file")
+
+
+def _scheme(uri: str) -> str:
+    return urllib.parse.urlparse(uri).scheme.split("+", 1)[0].lower()
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return (text[0] if text else type(exc).__name__)[:300]
+
+
+def check_storage_url(url: str) -> str:
+    """Validate an Optuna RDB storage URL without opening it; returns it unchanged."""
+    if not isinstance(url, str) or "://" not in url:
+        raise UsageError(f"storage must be a database URL such as {DEFAULT_STORAGE}, got {url!r}")
+    scheme = _scheme(url)
+    if scheme not in _SQL_SCHEMES:
+        raise UsageError(f"storage {url!r}: scheme {scheme!r} is not supported (use one of {list(_SQL_SCHEMES)})")
+    if scheme == "sqlite":
+        _check_sqlite_dir(url, "storage")
+    return url
+
+
+def open_storage(url: str = DEFAULT_STORAGE) -> Any:
+    """An ``optuna.storages.RDBStorage`` for ``url``; unreachable or bad URLs raise ``UsageError``."""
+    import optuna
+
+    check_storage_url(url)
+    kwargs: dict[str, Any] = {}
+    if _scheme(url) == "sqlite":
+        # Several processes (profile, dashboard, Ray workers) share one file: wait on locks, don't fail.
+        kwargs["engine_kwargs"] = {"connect_args": {"timeout": 60}}
+    else:
+        kwargs["engine_kwargs"] = {"pool_pre_ping": True, "connect_args": {"connect_timeout": 5}}
+    try:
+        return optuna.storages.RDBStorage(url, **kwargs)
+    except ImportError as exc:
+        raise UsageError(f"storage {url!r}: database driver missing ({_first_line(exc)})") from None
+    except Exception as exc:  # sqlalchemy.exc.OperationalError & co: one line, no traceback
+        raise UsageError(f"storage {url!r} is unreachable: {_first_line(exc)}") from None
+
+
+def check_tracking_uri(uri: str = DEFAULT_MLFLOW_URI, timeout_s: float = 5.0) -> str:
+    """Validate an MLflow tracking URI (sqlite file, SQL database or HTTP server); returns it.
+
+    HTTP servers are probed at ``/health``; a ``file:`` store is refused (MLflow 3.13+ refuses it too).
+    """
+    if not isinstance(uri, str) or not uri:
+        raise UsageError(f"MLflow tracking URI must be a non-empty string, got {uri!r}")
+    scheme = _scheme(uri)
+    if scheme in ("", "file"):
+        raise UsageError(
+            f"MLflow tracking URI {uri!r}: the file store is not supported by MLflow 3.13+; "
+            f"use {DEFAULT_MLFLOW_URI} or an http(s):// tracking server"
+        )
+    if scheme == "sqlite":
+        _check_sqlite_dir(uri, "MLflow tracking URI")
+    elif scheme in ("http", "https"):
+        url = uri.rstrip("/") + "/health"
+        try:
+            with urllib.request.urlopen(url, timeout=timeout_s) as response:  # noqa: S310 (user-given URL)
+                if response.status >= 400:
+                    raise UsageError(f"MLflow tracking server {uri!r} answered HTTP {response.status}")
+        except UsageError:
+            raise
+        except urllib.error.HTTPError as exc:
+            raise UsageError(f"MLflow tracking server {uri!r} answered HTTP {exc.code} at /health") from None
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise UsageError(f"MLflow tracking server {uri!r} is unreachable: {reason}") from None
+    elif scheme in _SQL_SCHEMES or scheme == "databricks":
+        pass
+    else:
+        raise UsageError(f"MLflow tracking URI {uri!r}: unsupported scheme {scheme!r} (use sqlite, a SQL database or http(s))")
+    return uri
+
+
+def free_port(host: str = LOOPBACK) -> int:
+    """A TCP port free on ``host`` right now."""
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def resolve_ray_address(address: str | None) -> str | None:
+    """``--ray-address`` if given, else ``RAY_ADDRESS``, else ``None`` (start a local Ray)."""
+    if address:
+        return address
+    return os.environ.get("RAY_ADDRESS") or None
+
+
+@contextlib.contextmanager
+def ray_session(
+    address: str | None = None,
+    *,
+    num_cpus: int | None = None,
+    resources: Mapping[str, float] | None = None,
+    runtime_env: Mapping[str, Any] | None = None,
+) -> Iterator[dict[str, Any]]:
+    """Connect to a Ray cluster, or start a local one on 127.0.0.1 and stop it on exit.
+
+    Args:
+        address: cluster address (``auto``, ``host:port`` or ``ray://...``); ``None`` falls back to
+            ``RAY_ADDRESS`` and otherwise starts a local Ray owned by this process.
+        num_cpus / resources: resources of a local Ray (e.g. ``{"platform:cpu": 1}``); ignored when
+            connecting to a cluster, whose nodes advertise their own.
+    Yields:
+        ``{"address": ..., "started": bool}``. Token authentication stays on for local Rays
+        (``RAY_AUTH_MODE=token`` unless the user set it); Ray generates the token on first start.
+    """
+    import ray
+
+    address = resolve_ray_address(address)
+    if ray.is_initialized():  # already connected (e.g. inside a Ray job): use it, leave it running
+        yield {"address": address or "current", "started": False}
+        return
+    kwargs: dict[str, Any] = {"logging_level": logging.WARNING, "log_to_driver": False}
+    if runtime_env:
+        kwargs["runtime_env"] = dict(runtime_env)
+    started = address is None
+    if started:
+        os.environ.setdefault("RAY_AUTH_MODE", "token")
+        kwargs.update(
+            num_cpus=num_cpus,
+            resources=dict(resources or {}),
+            include_dashboard=False,
+            _node_ip_address=LOOPBACK,
+        )
+    try:
+        context = ray.init(address=address, **kwargs)
+    except Exception as exc:  # ConnectionError, RuntimeError, AuthenticationError, ...
+        with contextlib.suppress(Exception):
+            ray.shutdown()
+        where = f"Ray cluster {address!r}" if address else "a local Ray"
+        raise UsageError(f"could not connect to {where}: {_first_line(exc)}") from None
+    try:
+        yield {"address": getattr(context, "address_info", {}).get("gcs_address", address), "started": started}
+    finally:
+        ray.shutdown()

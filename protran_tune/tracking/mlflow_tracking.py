@@ -1,0 +1,238 @@
+"""MLflow logging: one parent run per study, one nested run per trial, surrogates as models.
+
+Runs carry tags in the ``protran.`` namespace so cross-platform comparisons are plain
+``mlflow.search_runs(filter_string="tags.`protran.role` = 'trial'")`` queries:
+
+* ``protran.role``: ``study`` (parent), ``trial`` (one measured architecture) or ``surrogate``;
+* ``protran.study``, ``protran.platform``, ``protran.source``, ``protran.trial_number``,
+  ``protran.arch_hash``, ``protran.state`` (``COMPLETE`` / ``FAIL``), ``protran.error``.
+
+Logging is idempotent per ``(study, trial number)``: a trial already logged completely is skipped, a
+half-logged one (process killed mid-logging) is deleted and logged again. Uses ``MlflowClient`` and
+``log_batch`` (one round trip for params, metrics and tags).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Mapping
+
+from protran_tune.platforms.measurement import Measurement
+from protran_tune.runtime import DEFAULT_MLFLOW_URI, _sqlite_path, check_tracking_uri
+from protran_tune.space import Architecture
+from protran_tune.tracking.records import (
+    architecture_params,
+    measurement_metrics,
+    trace_csv,
+    workload_params,
+)
+
+DEFAULT_EXPERIMENT = "protran-tune"
+_DONE_TAG = "protran.logged"
+_MAX_PARAM_LEN = 6000
+
+
+def _power_trace_png(m: Measurement, title: str) -> bytes:
+    """PNG of the power trace (the report module's plot when available)."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    fig = None
+    try:
+        from protran_tune.reporting import plot_power_trace  # type: ignore[attr-defined]
+
+        fig = plot_power_trace(m, title=title)
+    except Exception:  # reporting absent or a different signature: draw it here
+        fig, ax = plt.subplots(figsize=(6, 3), dpi=80)
+        if m.power_trace:
+            t, w = zip(*m.power_trace)
+            ax.plot(t, w, lw=1)
+        if m.idle_power_w is not None:
+            ax.axhline(m.idle_power_w, ls="--", c="grey", lw=0.8, label="idle")
+            ax.legend(loc="lower right")
+        ax.set_xlabel("time (s)")
+        ax.set_ylabel("power (W)")
+        ax.set_title(f"{title} [{m.source}]", fontsize=8)
+        fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+class MlflowTracker:
+    """Log a study and its trials to MLflow.
+
+    Args:
+        tracking_uri: MLflow tracking URI (default ``sqlite:///mlflow.db``); checked at construction.
+        experiment: experiment name; all studies of all platforms share it by default so they compare.
+        artifacts: ``False`` skips artifacts (architecture JSON, power-trace CSV/PNG); params, metrics and
+            tags are always logged.
+    """
+
+    def __init__(self, tracking_uri: str = DEFAULT_MLFLOW_URI, experiment: str = DEFAULT_EXPERIMENT,
+                 artifacts: bool = True) -> None:
+        from mlflow.tracking import MlflowClient
+
+        self.tracking_uri = check_tracking_uri(tracking_uri)
+        self.artifacts = artifacts
+        self.client = MlflowClient(tracking_uri=self.tracking_uri)
+        try:
+            exp = self.client.get_experiment_by_name(experiment)
+            if exp is None:
+                self.experiment_id = self.client.create_experiment(experiment, artifact_location=self._artifact_root())
+            else:
+                self.experiment_id = exp.experiment_id
+        except Exception as exc:
+            from protran_tune.errors import UsageError
+
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+            raise UsageError(f"MLflow tracking URI {tracking_uri!r} is unusable: {first}") from None
+        self.experiment = experiment
+        self._logged: dict[str, set[int]] = {}
+
+    def _artifact_root(self) -> str | None:
+        """Artifacts next to a sqlite database (``<dir>/mlartifacts``), else the server's default."""
+        if self.tracking_uri.startswith("sqlite:"):
+            path = _sqlite_path(self.tracking_uri)
+            if path is not None:
+                return (path.resolve().parent / "mlartifacts").as_uri()
+        return None
+
+    # ----------------------------------------------------------------- parent run
+    def study_run(self, study: str, params: Mapping[str, Any] | None = None, tags: Mapping[str, str] | None = None) -> str:
+        """Id of the study's parent run, created on first use (a rerun of the study reuses it)."""
+        runs = self.client.search_runs(
+            [self.experiment_id],
+            filter_string=f"tags.`protran.role` = 'study' and tags.`protran.study` = '{_quote(study)}'",
+            max_results=1,
+        )
+        if runs:
+            run_id = runs[0].info.run_id
+            if runs[0].info.status != "RUNNING":
+                self.client.update_run(run_id, status="RUNNING")
+            return run_id
+        all_tags = {"protran.role": "study", "protran.study": study, "mlflow.runName": study}
+        all_tags.update(tags or {})
+        run = self.client.create_run(self.experiment_id, tags=all_tags, run_name=study)
+        if params:
+            self._log(run.info.run_id, params=params)
+        return run.info.run_id
+
+    def finish_study(self, run_id: str, status: str = "FINISHED") -> None:
+        self.client.set_terminated(run_id, status=status)
+
+    def log_study_metrics(self, run_id: str, metrics: Mapping[str, float], step: int) -> None:
+        self._log(run_id, metrics={k: float(v) for k, v in metrics.items()}, step=step)
+
+    # ----------------------------------------------------------------- trials
+    def logged_trials(self, study: str) -> set[int]:
+        """Trial numbers of ``study`` already logged completely (cached after the first query)."""
+        if study not in self._logged:
+            done: set[int] = set()
+            page = None
+            while True:
+                runs = self.client.search_runs(
+                    [self.experiment_id],
+                    filter_string=(f"tags.`protran.role` = 'trial' and tags.`protran.study` = '{_quote(study)}'"),
+                    max_results=1000, page_token=page,
+                )
+                for run in runs:
+                    number = int(run.data.tags.get("protran.trial_number", -1))
+                    if run.data.tags.get(_DONE_TAG) == "1":
+                        done.add(number)
+                    elif number not in done:  # half-logged (killed mid-logging): drop it, log again
+                        self.client.delete_run(run.info.run_id)
+                page = runs.token
+                if not page:
+                    break
+            self._logged[study] = done
+        return self._logged[study]
+
+    def log_trial(
+        self,
+        *,
+        study: str,
+        parent_run_id: str,
+        trial_number: int,
+        arch: Architecture,
+        measurement: Measurement | None,
+        platform: str,
+        workload: Mapping[str, Any] | None = None,
+        error: str | None = None,
+        source_tag: str | None = None,
+        extra_tags: Mapping[str, str] | None = None,
+    ) -> str | None:
+        """Log one trial as a nested run; returns its run id, or ``None`` if it was logged before.
+
+        ``measurement=None`` with ``error`` logs a failed trial (status ``FAILED``, tag ``protran.error``).
+        """
+        if trial_number in self.logged_trials(study):
+            return None
+        arch_hash = arch.content_hash()
+        tags = {
+            "mlflow.parentRunId": parent_run_id,
+            "mlflow.runName": f"{study}/trial-{trial_number}",
+            "protran.role": "trial",
+            "protran.study": study,
+            "protran.platform": platform,
+            "protran.trial_number": str(trial_number),
+            "protran.arch_hash": arch_hash,
+            "protran.state": "COMPLETE" if measurement is not None else "FAIL",
+            "protran.source": source_tag or (measurement.source if measurement is not None else "failed"),
+        }
+        tags.update(extra_tags or {})
+        if error:
+            tags["protran.error"] = error[:5000]
+        params: dict[str, Any] = architecture_params(arch)
+        params["platform"] = platform
+        if workload:
+            params.update({k: v for k, v in workload.items() if k in ("mode", "batch_size", "seq_len")})
+        metrics: dict[str, float] = {}
+        if measurement is not None:
+            params.update(workload_params(measurement))
+            metrics = measurement_metrics(measurement)
+        run = self.client.create_run(self.experiment_id, tags=tags, run_name=tags["mlflow.runName"])
+        run_id = run.info.run_id
+        self._log(run_id, params=params, metrics=metrics)
+        if self.artifacts:
+            self.client.log_text(run_id, json.dumps(arch.to_dict(), indent=1), "architecture.json")
+            if measurement is not None and measurement.power_trace:
+                self.client.log_text(run_id, trace_csv(measurement), "power_trace.csv")
+                with tempfile.TemporaryDirectory() as tmp:
+                    png = Path(tmp) / "power_trace.png"
+                    png.write_bytes(_power_trace_png(measurement, f"{study} trial {trial_number}"))
+                    self.client.log_artifact(run_id, str(png))
+        self.client.set_tag(run_id, _DONE_TAG, "1")
+        self.client.set_terminated(run_id, status="FINISHED" if measurement is not None else "FAILED")
+        self.logged_trials(study).add(trial_number)
+        return run_id
+
+    # ----------------------------------------------------------------- helpers
+    def _log(self, run_id: str, params: Mapping[str, Any] | None = None, metrics: Mapping[str, float] | None = None,
+             step: int = 0) -> None:
+        from mlflow.entities import Metric, Param
+
+        now = int(time.time() * 1000)
+        param_list = [Param(str(k), str(v)[:_MAX_PARAM_LEN]) for k, v in (params or {}).items()]
+        metric_list = [Metric(str(k), float(v), now, step) for k, v in (metrics or {}).items()]
+        for i in range(0, max(len(param_list), len(metric_list), 1), 100):  # MLflow: <= 100 params per batch
+            self.client.log_batch(run_id, metrics=metric_list[i:i + 100], params=param_list[i:i + 100])
+
+
+def _quote(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("'", "\\'")
+
+
+def tracking_dir(tracking_uri: str) -> Path | None:
+    """Directory of a sqlite tracking database (``None`` otherwise)."""
+    if tracking_uri.startswith("sqlite:"):
+        path = _sqlite_path(tracking_uri)
+        return None if path is None else path.resolve().parent
+    return None
