@@ -1,0 +1,38 @@
+"""Optuna samplers that propose whole architectures: QMC/LHS seeding and active learning.
+
+* :mod:`protran_tune.samplers.qmc`: the unit-cube -> architecture mapping and the point sets
+  (numpy/scipy only);
+* :class:`QMCArchitectureSampler` and :class:`LatinHypercubeSampler`, :class:`SobolSampler`,
+  :class:`HaltonSampler`, :class:`HammerslySampler`, :class:`RandomArchitectureSampler`;
+* :class:`ActiveLearningSampler`: highest normalised surrogate uncertainty over a candidate pool.
+
+Names are imported lazily so that ``protran_tune.samplers.qmc`` works without Optuna.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "ArchitectureMapping": "protran_tune.samplers.qmc",
+    "sample_architectures": "protran_tune.samplers.qmc",
+    "unit_points": "protran_tune.samplers.qmc",
+    "METHODS": "protran_tune.samplers.qmc",
+    "ArchitectureSampler": "protran_tune.samplers._base",
+    "QMCArchitectureSampler": "protran_tune.samplers.qmc_sampler",
+    "LatinHypercubeSampler": "protran_tune.samplers.qmc_sampler",
+    "SobolSampler": "protran_tune.samplers.qmc_sampler",
+    "HaltonSampler": "protran_tune.samplers.qmc_sampler",
+    "HammerslySampler": "protran_tune.samplers.qmc_sampler",
+    "RandomArchitectureSampler": "protran_tune.samplers.qmc_sampler",
+    "ActiveLearningSampler": "protran_tune.samplers.active_learning",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'protran_tune.samplers' has no attribute {name!r}")

@@ -1,0 +1,222 @@
+"""Shared machinery of the samplers that propose *whole architectures* to define-by-run objectives.
+
+Optuna's relative sampling only covers the intersection search space, and the architecture
+parameters of :func:`protran_tune.space.suggest_architecture` are conditional (``l5_head7`` exists only
+for 6+ layers and 8+ heads). So an :class:`ArchitectureSampler` decides the whole architecture once
+per trial, in :meth:`before_trial` (or lazily at the trial's first ``sample_independent`` call), and
+stores its parameter dict in the trial's system attrs (key :data:`PARAMS_ATTR`); each
+``sample_independent`` call then returns that architecture's value. There is no random fallback on
+architecture parameters: a name the chosen architecture does not have, or a value outside the
+distribution (the objective uses another space), is a ``ValueError``. Other parameters (a learning
+rate, say) go to ``independent_sampler`` when one is given and are an error otherwise.
+
+The architecture is also recorded as the user attr ``"architecture"`` (canonical JSON), which the
+dashboard shows. Everything lives in the storage, so any storage works (in-memory, RDB, journal),
+across processes and study reloads.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
+
+from optuna.distributions import BaseDistribution, CategoricalDistribution
+from optuna.samplers import BaseSampler
+from optuna.trial import TrialState
+
+from protran_tune.space.architecture import Architecture
+from protran_tune.space.design_space import DesignSpace, get_space
+from protran_tune.space.search_space import architecture_to_params, params_to_architecture
+
+if TYPE_CHECKING:
+    from optuna.study import Study
+    from optuna.trial import FrozenTrial
+
+PARAMS_ATTR = "protran:architecture_params"
+INFO_ATTR = "protran:proposal"
+USER_ATTR = "architecture"
+
+_ARCH_PARAM_RE = re.compile(r"^(n_layers|l\d+_(hidden|n_heads|head\d+|ff_depth|ff\d+))$")
+
+
+def is_architecture_param(name: str) -> bool:
+    """True for the parameter names of :func:`protran_tune.space.suggest_architecture`."""
+    return bool(_ARCH_PARAM_RE.match(name))
+
+
+def conform_params(arch: Architecture, fixed: Mapping[str, Any]) -> dict[str, Any]:
+    """Parameters of ``arch`` overridden by ``fixed`` ones (enqueued or partially fixed trials).
+
+    Walks the define-by-run structure: a fixed ``n_layers``/``n_heads``/``ff_depth`` that differs
+    from ``arch`` is filled from ``arch``'s layers and heads cyclically, so every parameter the
+    objective will ask for has a value. Heads keep their parameter positions (no re-sorting).
+    """
+    base = architecture_to_params(arch)
+    if not any(is_architecture_param(k) for k in fixed):
+        return base
+
+    def get(name: str, default: Any) -> Any:
+        return fixed.get(name, base.get(name, default))
+
+    out: dict[str, Any] = {"n_layers": int(get("n_layers", arch.n_layers))}
+    for j in range(out["n_layers"]):
+        src = arch.layers[j % arch.n_layers]
+        out[f"l{j}_hidden"] = get(f"l{j}_hidden", src.hidden)
+        n_heads = out[f"l{j}_n_heads"] = int(get(f"l{j}_n_heads", src.n_heads))
+        for i in range(n_heads):
+            out[f"l{j}_head{i}"] = get(f"l{j}_head{i}", src.heads[i % src.n_heads])
+        depth = out[f"l{j}_ff_depth"] = int(get(f"l{j}_ff_depth", len(src.feed_forward)))
+        for i in range(depth):
+            out[f"l{j}_ff{i}"] = get(f"l{j}_ff{i}", src.feed_forward[i % len(src.feed_forward)])
+    return out
+
+
+def trial_architecture(trial: "FrozenTrial", space: DesignSpace | None = None) -> Architecture | None:
+    """The architecture a trial proposes or evaluated, from its system attrs, params or fixed params."""
+    for source in (trial.system_attrs.get(PARAMS_ATTR), trial.params, trial.system_attrs.get("fixed_params")):
+        if source and "n_layers" in source:
+            try:
+                return params_to_architecture(source, space)
+            except (ValueError, TypeError):
+                continue
+    return None
+
+
+class ArchitectureSampler(BaseSampler):
+    """Base of the whole-architecture samplers; subclasses implement :meth:`_propose`.
+
+    Args:
+        space: design space (name, YAML path or :class:`DesignSpace`); the objective must call
+            ``suggest_architecture(trial, space)`` with the same space.
+        independent_sampler: sampler for parameters that are not architecture parameters; ``None``
+            makes them an error.
+    """
+
+    #: re-check RUNNING trials after storing the choice (parallel workers racing on one pick)
+    _check_running_duplicates = False
+
+    def __init__(self, space: DesignSpace | str = "flexibert2", *, independent_sampler: BaseSampler | None = None) -> None:
+        self._space = get_space(space)
+        self._independent_sampler = independent_sampler
+
+    @property
+    def space(self) -> DesignSpace:
+        return self._space
+
+    # ----------------------------------------------------------------- to implement
+    def _propose(self, study: "Study", trial: "FrozenTrial", exclude: set[str]) -> tuple[Architecture, dict[str, Any]]:
+        """The architecture for ``trial`` (not in ``exclude``, canonical JSON) and a JSON-able info dict."""
+        raise NotImplementedError
+
+    # ----------------------------------------------------------------- study helpers
+    def existing_architectures(self, study: "Study", *, before: int | None = None) -> dict[str, int]:
+        """``{architecture JSON: trial number}`` of the study's trials in any state except FAIL.
+
+        RUNNING trials count through the choice stored in their system attrs, so parallel workers
+        do not propose an architecture another worker is evaluating. ``before``: only trials with a
+        smaller number.
+        """
+        states = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING)
+        out: dict[str, int] = {}
+        for t in study._get_trials(deepcopy=False, states=states, use_cache=False):
+            if before is not None and t.number >= before:
+                continue
+            arch = trial_architecture(t)
+            if arch is not None:
+                out.setdefault(arch.to_json(), t.number)
+        return out
+
+    # ----------------------------------------------------------------- BaseSampler
+    def infer_relative_search_space(self, study: "Study", trial: "FrozenTrial") -> dict[str, BaseDistribution]:
+        return {}
+
+    def sample_relative(
+        self, study: "Study", trial: "FrozenTrial", search_space: dict[str, BaseDistribution]
+    ) -> dict[str, Any]:
+        return {}
+
+    def before_trial(self, study: "Study", trial: "FrozenTrial") -> None:
+        if self._independent_sampler is not None:
+            self._independent_sampler.before_trial(study, trial)
+        if PARAMS_ATTR not in trial.system_attrs:
+            self._decide(study, trial)
+
+    def after_trial(
+        self, study: "Study", trial: "FrozenTrial", state: TrialState, values: Sequence[float] | None
+    ) -> None:
+        if self._independent_sampler is not None:
+            self._independent_sampler.after_trial(study, trial, state, values)
+
+    def reseed_rng(self) -> None:
+        """Reseed only the independent sampler: proposals depend on (seed, trial number), so parallel
+        workers (``n_jobs > 1``) keep drawing from one shared, consistent sequence."""
+        if self._independent_sampler is not None:
+            self._independent_sampler.reseed_rng()
+
+    def sample_independent(
+        self, study: "Study", trial: "FrozenTrial", param_name: str, param_distribution: BaseDistribution
+    ) -> Any:
+        if not is_architecture_param(param_name):
+            if self._independent_sampler is None:
+                raise ValueError(
+                    f"{type(self).__name__} proposes whole architectures; parameter {param_name!r} is not an "
+                    "architecture parameter of protran_tune.space.suggest_architecture (n_layers, l<j>_hidden, "
+                    "l<j>_n_heads, l<j>_head<i>, l<j>_ff_depth, l<j>_ff<i>): pass independent_sampler=... for "
+                    "other parameters"
+                )
+            return self._independent_sampler.sample_independent(study, trial, param_name, param_distribution)
+        params = self._trial_params(study, trial)
+        if param_name not in params:
+            raise ValueError(
+                f"trial {trial.number}: parameter {param_name!r} does not belong to the architecture "
+                f"{self.__class__.__name__} chose for it (n_layers={params.get('n_layers')}; parameters "
+                f"{sorted(params)[:6]}...); call protran_tune.space.suggest_architecture(trial, space) with "
+                f"the sampler's space {self._space.name!r}"
+            )
+        value = params[param_name]
+        if not isinstance(param_distribution, CategoricalDistribution) or value not in param_distribution.choices:
+            allowed = getattr(param_distribution, "choices", param_distribution)
+            raise ValueError(
+                f"trial {trial.number}: parameter {param_name!r}={value!r} of the chosen architecture is not in "
+                f"the objective's distribution {allowed!r}: the objective's design space differs from the "
+                f"sampler's {self._space.name!r}"
+            )
+        return value
+
+    # ----------------------------------------------------------------- internals
+    def _trial_params(self, study: "Study", trial: "FrozenTrial") -> dict[str, Any]:
+        params = trial.system_attrs.get(PARAMS_ATTR)
+        if params is None:
+            params = study._storage.get_trial_system_attrs(trial._trial_id).get(PARAMS_ATTR)
+        if params is None:  # before_trial was not called for this trial (direct sampler use)
+            params = self._decide(study, trial)
+        return params
+
+    def _store(self, study: "Study", trial: "FrozenTrial", arch: Architecture, info: dict[str, Any]) -> dict[str, Any]:
+        params = conform_params(arch, trial.system_attrs.get("fixed_params") or {})
+        try:
+            recorded = params_to_architecture(params).to_json()
+        except (ValueError, TypeError):  # invalid fixed params: the objective will report them
+            recorded = arch.to_json()
+        storage = study._storage
+        storage.set_trial_system_attr(trial._trial_id, PARAMS_ATTR, params)
+        storage.set_trial_system_attr(trial._trial_id, INFO_ATTR, info)
+        storage.set_trial_user_attr(trial._trial_id, USER_ATTR, recorded)
+        trial.system_attrs[PARAMS_ATTR] = params  # shared with the Trial's cached copy
+        return params
+
+    def _decide(self, study: "Study", trial: "FrozenTrial") -> dict[str, Any]:
+        exclude: set[str] = set()
+        for _ in range(16):
+            arch, info = self._propose(study, trial, exclude)
+            params = self._store(study, trial, arch, info)
+            if not self._check_running_duplicates:
+                return params
+            mine = arch.to_json()
+            # Two workers may pick the same architecture at once; both have stored their pick by
+            # now, so each sees the other's: the lower trial number keeps it, the other re-picks.
+            if mine not in self.existing_architectures(study, before=trial.number):
+                return params
+            exclude.add(mine)
+        return params
+
