@@ -13,6 +13,7 @@ without measuring again.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, Mapping
 
 import optuna
@@ -32,7 +33,9 @@ def create_study(storage: Any, study_name: str, sampler: optuna.samplers.BaseSam
     study = optuna.create_study(storage=storage, study_name=study_name, sampler=sampler,
                                 directions=["minimize"] * len(METRIC_NAMES), load_if_exists=load_if_exists)
     if study.metric_names != METRIC_NAMES:
-        study.set_metric_names(list(METRIC_NAMES))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names(list(METRIC_NAMES))
     for key, value in (user_attrs or {}).items():
         if study.user_attrs.get(key) != value:
             study.set_user_attr(key, value)

@@ -1,0 +1,108 @@
+"""``protran-tune profile``: seed + active learning on a platform until convergence or a budget."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from protran_tune.commands._common import (
+    add_ray_options,
+    add_storage_options,
+    batch_size,
+    parse_options,
+    positive_int,
+)
+
+EPILOG = """\
+defaults are small so a profile finishes in minutes on a 2-core CPU: platform cpu, inference at batch 1
+x 32 tokens, 16 Latin-hypercube seed + 16 active-learning architectures, 8 held out, stop when every
+held-out normalised test MSE < 0.003 or at the budget. Rerunning with the same --study resumes.
+
+example:
+  protran-tune profile --study cpu-demo --report-dir reports/cpu-demo
+  ray job submit --working-dir . -- protran-tune profile --ray-address auto --study cluster-demo
+"""
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "profile", help="measure architectures on a platform and learn its surrogate (active learning)",
+        description="Measure real architectures on a platform (Latin-hypercube seed, then active learning), fit "
+                    "surrogates, log every trial to Optuna and MLflow, and write a report.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--study", default=None, help="study name (default profile-<platform>); rerun to resume")
+    p.add_argument("--platform", default="cpu", help="platform name (default cpu)")
+    p.add_argument("--platform-option", action="append", metavar="KEY=VALUE", help="platform constructor option")
+    p.add_argument("--space", default="flexibert2", help="design space (default flexibert2)")
+    w = p.add_argument_group("workload")
+    w.add_argument("--mode", choices=("inference", "training"), default="inference")
+    w.add_argument("--batch-size", type=batch_size, default=1, help="sequences per batch or 'auto' (default 1)")
+    w.add_argument("--seq-len", type=positive_int, default=32, help="tokens per sequence (default 32)")
+    w.add_argument("--max-repeats", type=positive_int, default=50, help="cap on timed repeats (default 50)")
+    w.add_argument("--target-ci", type=float, default=0.05,
+                   help="stop repeating when the latency CI half-width is below this fraction (default 0.05)")
+    a = p.add_argument_group("active learning")
+    a.add_argument("--seed-samples", type=positive_int, default=16, help="Latin-hypercube seed size (default 16)")
+    a.add_argument("--budget", type=positive_int, default=32, help="most architectures to measure (default 32)")
+    a.add_argument("--test-samples", type=positive_int, default=8, help="held-out architectures (default 8)")
+    a.add_argument("--threshold", type=float, default=0.003, help="held-out normalised test MSE to stop at (default 0.003)")
+    a.add_argument("--surrogate", default="bdt", help="surrogate: gp, dt, bdt, boshnas (default bdt)")
+    a.add_argument("--seed", type=int, default=0)
+    a.add_argument("--timeout", type=float, default=None, help="stop after this many seconds")
+    a.add_argument("--tune", action="store_true",
+                   help="run the search through Ray Tune (Tuner + OptunaSearch) instead of the ask/tell loop")
+    add_storage_options(p)
+    p.add_argument("--no-artifacts", action="store_true", help="no MLflow artifacts (architecture JSON, power traces)")
+    add_ray_options(p)
+    o = p.add_argument_group("output")
+    o.add_argument("--report-dir", default=None, help="report folder (default reports/<study>)")
+    o.add_argument("--no-report", action="store_true", help="skip the report folder")
+    o.add_argument("--quiet", action="store_true", help="no progress bar")
+    o.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(func=run)
+
+
+def config_from_args(args: argparse.Namespace) -> Any:
+    from protran_tune.workflows.profile import ProfileConfig
+
+    study = args.study or f"profile-{args.platform}"
+    return ProfileConfig(
+        study_name=study, platform=args.platform, platform_options=parse_options(args.platform_option),
+        space=args.space, mode=args.mode, batch_size=args.batch_size, seq_len=args.seq_len,
+        max_repeats=args.max_repeats, target_ci_rel=args.target_ci, seed_samples=args.seed_samples,
+        budget=args.budget, test_samples=args.test_samples, threshold=args.threshold, surrogate=args.surrogate,
+        seed=args.seed, storage=args.storage, mlflow_uri=None if args.no_mlflow else args.mlflow_uri,
+        experiment=args.experiment, artifacts=not args.no_artifacts, use_ray=not args.no_ray,
+        ray_address=args.ray_address, n_workers=args.workers, timeout_s=args.timeout,
+        report_dir=None if args.no_report else (args.report_dir or f"reports/{study}"),
+        progress=not args.quiet and sys.stderr.isatty(),
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from protran_tune.platforms import available_platforms
+
+    if args.platform not in available_platforms():
+        raise ValueError(f"unknown platform {args.platform!r}: known platforms are {available_platforms()}")
+    cfg = config_from_args(args)
+    if args.tune:
+        from protran_tune.workflows.tune import tune_profile
+
+        result = tune_profile(cfg)
+    else:
+        from protran_tune.workflows.profile import profile
+
+        result = profile(cfg)
+    if args.json:
+        print(json.dumps(result.to_dict()))
+    else:
+        mse = result.curve[-1]["test_mse"] if result.curve else {}
+        print(f"study {result.study_name}: {result.n_measured} measured, {result.n_failed} failed, "
+              f"{result.n_test} held out; stop: {result.stop_reason}; "
+              f"test MSE " + ", ".join(f"{k} {v:.4g}" for k, v in mse.items()))
+        if result.report_dir:
+            print(f"report: {result.report_dir}")
+    return 1 if result.n_measured == 0 and result.n_failed > 0 else 0

@@ -1,0 +1,272 @@
+"""Fit surrogates on measured architectures and evaluate them on an honest held-out set.
+
+Data come from an Optuna study (``COMPLETE`` trials with an ``architecture`` user attr) or from
+``measure`` JSONL files. Targets are ``Y`` (n, 3): per-sequence latency (s), energy (J) and peak power
+(W), normalised by their maximum over the data (as the paper and the replay benchmark do), so test MSE
+reads as a fraction of the largest value (0.003 = 0.3%).
+
+Fitted surrogates are logged to MLflow as ``pyfunc`` models (:class:`SurrogateModel`): input a
+DataFrame with an ``architecture`` column (JSON), output mean and std per target in physical units.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+
+from protran_tune.space import Architecture, FeatureEncoder
+
+TARGET_NAMES: tuple[str, ...] = ("latency", "energy", "peak_power")
+
+
+@dataclass
+class Dataset:
+    """Measured architectures and their per-sequence targets (physical units)."""
+
+    archs: list[Architecture]
+    Y: np.ndarray  # (n, 3) latency s, energy J, peak power W per sequence
+    platforms: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.archs)
+
+
+def dataset_from_trials(trials: Iterable[Any]) -> Dataset:
+    """Dataset of finished Optuna trials (COMPLETE, with an ``architecture`` user attr)."""
+    archs, ys, plats = [], [], []
+    for t in trials:
+        if t.values is None or "architecture" not in t.user_attrs:
+            continue
+        archs.append(Architecture.from_dict(t.user_attrs["architecture"]))
+        ys.append(list(t.values))
+        plats.append(t.user_attrs.get("platform", ""))
+    return Dataset(archs, np.asarray(ys, dtype=np.float64).reshape(-1, len(TARGET_NAMES)), plats)
+
+
+def dataset_from_study(storage: Any, study_name: str) -> Dataset:
+    import optuna
+    from optuna.trial import TrialState
+
+    from protran_tune.errors import UsageError
+
+    try:
+        study = optuna.load_study(study_name=study_name, storage=storage)
+    except KeyError:
+        names = [s.study_name for s in optuna.get_all_study_summaries(storage)]
+        raise UsageError(f"study {study_name!r} not found in the storage; studies there: {names}") from None
+    return dataset_from_trials(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+
+
+def read_records(path: str | Path) -> Iterable[tuple[int, dict[str, Any]]]:
+    """``(line number, record)`` of a ``measure`` JSONL file; malformed lines raise ``ValueError``."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"measurement file {path} does not exist")
+    with path.open() as fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{path}:{lineno}: malformed JSON ({exc.msg})") from None
+            if not isinstance(record, dict) or "architecture" not in record:
+                raise ValueError(f"{path}:{lineno}: a measurement record needs an 'architecture' field")
+            yield lineno, record
+
+
+def dataset_from_files(paths: Sequence[str | Path]) -> tuple[Dataset, list[str]]:
+    """Dataset of ``measure`` JSONL files; returns it and the list of skipped records (failed ones)."""
+    from protran_tune.platforms.measurement import Measurement
+
+    archs, ys, plats, skipped = [], [], [], []
+    for path in paths:
+        for lineno, record in read_records(path):
+            where = f"{path}:{lineno}"
+            if record.get("measurement") is None:
+                skipped.append(f"{where}: status {record.get('status')!r} ({record.get('error')})")
+                continue
+            try:
+                arch = Architecture.from_dict(record["architecture"])
+                m = Measurement.from_dict(record["measurement"])
+            except (ValueError, TypeError) as exc:
+                raise ValueError(f"{where}: {exc}") from None
+            y = [m.latency_per_sequence_s, m.energy_per_sequence_j, m.peak_power_w]
+            if any(v is None or not math.isfinite(v) or v < 0 for v in y):
+                skipped.append(f"{where}: missing or invalid objective {y}")
+                continue
+            archs.append(arch)
+            ys.append(y)
+            plats.append(m.platform)
+    return Dataset(archs, np.asarray(ys, dtype=np.float64).reshape(-1, len(TARGET_NAMES)), plats), skipped
+
+
+# --------------------------------------------------------------------------- surrogates
+class _ForestSurrogate:
+    """Fallback surrogate (extra-trees, std over trees) when the surrogate registry is unavailable."""
+
+    supports_std = True
+
+    def __init__(self, random_state: int = 0) -> None:
+        self.random_state = random_state
+
+    def fit(self, X: np.ndarray, Y: np.ndarray) -> "_ForestSurrogate":
+        from sklearn.ensemble import ExtraTreesRegressor
+
+        self.model_ = ExtraTreesRegressor(n_estimators=100, random_state=self.random_state, n_jobs=1).fit(X, Y)
+        return self
+
+    def predict(self, X: np.ndarray, return_std: bool = False) -> Any:
+        per_tree = np.stack([t.predict(X) for t in self.model_.estimators_])
+        per_tree = per_tree.reshape(per_tree.shape[0], len(X), -1)
+        mean = per_tree.mean(0)
+        return (mean, per_tree.std(0)) if return_std else mean
+
+
+def make_regressor(name: str, seed: int = 0) -> Any:
+    """A surrogate by name (``gp``, ``dt``, ``bdt``, ``boshnas``) from :mod:`protran_tune.surrogates`."""
+    try:
+        from protran_tune.surrogates import make_surrogate  # type: ignore[attr-defined]
+    except ImportError:
+        make_surrogate = None
+    if make_surrogate is None:
+        if name not in ("bdt", "forest"):
+            raise ValueError(f"surrogate {name!r} is unavailable (protran_tune.surrogates.make_surrogate missing)")
+        return _ForestSurrogate(random_state=seed)
+    try:
+        return make_surrogate(name, random_state=seed)
+    except TypeError:
+        return make_surrogate(name)
+
+
+@dataclass
+class Evaluation:
+    """Held-out quality of a surrogate on normalised targets."""
+
+    n_train: int
+    n_test: int
+    test_mse: dict[str, float]
+    kendall_tau: dict[str, float]
+    within_10pct: dict[str, float]
+    coverage_1std: dict[str, float]
+    y_true: np.ndarray  # (n_test, 3) physical units
+    y_pred: np.ndarray
+    y_std: np.ndarray
+
+    def converged(self, threshold: float) -> bool:
+        return all(v < threshold for v in self.test_mse.values())
+
+    def metrics(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for group, values in (("test_mse", self.test_mse), ("kendall_tau", self.kendall_tau),
+                              ("within_10pct", self.within_10pct), ("coverage_1std", self.coverage_1std)):
+            out.update({f"{group}_{k}": v for k, v in values.items() if math.isfinite(v)})
+        return out
+
+    def curve_point(self) -> dict[str, Any]:
+        return {"n_samples": self.n_train, "test_mse": self.test_mse, "kendall_tau": self.kendall_tau,
+                "within_10pct": self.within_10pct}
+
+
+def fit_and_evaluate(surrogate: Any, encoder: FeatureEncoder, train: Dataset, test: Dataset,
+                     scale: np.ndarray | None = None) -> Evaluation:
+    """Fit on ``train`` (normalised by ``scale``, default max over train and test) and score on ``test``."""
+    from scipy.stats import kendalltau
+
+    if len(train) < 2 or len(test) < 2:
+        raise ValueError(f"need at least 2 train and 2 test architectures, got {len(train)} and {len(test)}")
+    if scale is None:
+        scale = np.maximum(np.vstack([train.Y, test.Y]).max(0), 1e-30)
+    Xtr = encoder.transform_architectures(train.archs)
+    Xte = encoder.transform_architectures(test.archs)
+    surrogate.fit(Xtr, train.Y / scale)
+    mean, std = surrogate.predict(Xte, return_std=True)
+    mean, std = np.asarray(mean).reshape(len(test), -1), np.asarray(std).reshape(len(test), -1)
+    yt = test.Y / scale
+    mse, tau, within, cover = {}, {}, {}, {}
+    for k, name in enumerate(TARGET_NAMES):
+        mse[name] = float(np.mean((mean[:, k] - yt[:, k]) ** 2))
+        t = kendalltau(mean[:, k], yt[:, k]).statistic
+        tau[name] = float(t) if t is not None and math.isfinite(t) else float("nan")
+        within[name] = float(np.mean(np.abs(mean[:, k] - yt[:, k]) <= 0.1 * np.abs(yt[:, k])))
+        cover[name] = float(np.mean(np.abs(mean[:, k] - yt[:, k]) <= std[:, k])) if np.isfinite(std[:, k]).all() else float("nan")
+    return Evaluation(len(train), len(test), mse, tau, within, cover, test.Y, mean * scale, std * scale)
+
+
+def split(data: Dataset, test_fraction: float, seed: int) -> tuple[Dataset, Dataset]:
+    """Seeded random split (not by query order)."""
+    if not 0 < test_fraction < 1:
+        raise ValueError(f"test_fraction must lie in (0, 1), got {test_fraction!r}")
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(data))
+    n_test = max(2, int(round(test_fraction * len(data))))
+    te, tr = order[:n_test], order[n_test:]
+
+    def take(idx: np.ndarray) -> Dataset:
+        return Dataset([data.archs[i] for i in idx], data.Y[idx],
+                       [data.platforms[i] for i in idx] if data.platforms else [])
+
+    return take(tr), take(te)
+
+
+# --------------------------------------------------------------------------- MLflow model
+try:
+    import mlflow.pyfunc as _pyfunc
+
+    _PythonModel: Any = _pyfunc.PythonModel
+except ImportError:  # measuring machines without MLflow still import this module
+    _PythonModel = object
+
+
+class SurrogateModel(_PythonModel):  # type: ignore[misc, valid-type]
+    """MLflow pyfunc wrapper: architectures (JSON column) -> per-target mean and std, physical units."""
+
+    def __init__(self, surrogate: Any, space: str, seq_len: int, scale: Sequence[float]) -> None:
+        self.surrogate = surrogate
+        self.space = space
+        self.seq_len = seq_len
+        self.scale = np.asarray(scale, dtype=np.float64)
+
+    def predict(self, context, model_input, params=None):  # noqa: ANN001, ANN201 (MLflow inspects hints)
+        """``model_input``: DataFrame with an ``architecture`` column (JSON) -> DataFrame of mean/std."""
+        import pandas as pd
+
+        column = model_input["architecture"] if hasattr(model_input, "columns") else model_input
+        archs = [Architecture.from_json(a) if isinstance(a, str) else Architecture.from_dict(a) for a in column]
+        X = FeatureEncoder(self.space, seq_len=self.seq_len).transform_architectures(archs)
+        mean, std = self.surrogate.predict(X, return_std=True)
+        mean, std = np.asarray(mean) * self.scale, np.asarray(std) * self.scale
+        data = {}
+        for k, name in enumerate(TARGET_NAMES):
+            data[name] = mean[:, k]
+            data[f"{name}_std"] = std[:, k]
+        return pd.DataFrame(data)
+
+
+def log_surrogate_model(tracking_uri: str, experiment_id: str, *, name: str, model: SurrogateModel,
+                        evaluation: Evaluation, params: Mapping[str, Any], tags: Mapping[str, str],
+                        parent_run_id: str | None = None) -> str:
+    """Log ``model`` as an MLflow pyfunc model in a new run with its test metrics; returns the run id."""
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=tracking_uri)
+    run_tags = {"protran.role": "surrogate", "protran.surrogate": name, "mlflow.runName": f"surrogate-{name}", **tags}
+    if parent_run_id:
+        run_tags["mlflow.parentRunId"] = parent_run_id
+    run = client.create_run(experiment_id, tags=run_tags)
+    run_id = run.info.run_id
+    mlflow.set_tracking_uri(tracking_uri)
+    with mlflow.start_run(run_id=run_id):
+        mlflow.log_params({k: str(v) for k, v in params.items()})
+        mlflow.log_metrics({**evaluation.metrics(), "n_train": evaluation.n_train, "n_test": evaluation.n_test})
+        mlflow.pyfunc.log_model(
+            name="surrogate", python_model=model,
+            pip_requirements=["protran-tune", "scikit-learn", "numpy", "pandas"],
+        )
+    return run_id

@@ -1,0 +1,511 @@
+"""``profile``: learn a platform's latency / energy / peak-power surrogate from few measurements.
+
+Loop (ask/tell on an Optuna study, resumable):
+
+1. a held-out set of ``test_samples`` random architectures is measured once (study ``<name>.holdout``);
+2. the main study asks ``width`` architectures at a time (Latin-hypercube seed, then active learning),
+   measures them (Ray actors or in process), records each trial in Optuna and MLflow;
+3. after each batch a surrogate is fitted on the main study and scored on the held-out set; the loop
+   stops when every normalised test MSE is below ``threshold`` (issue 4: 0.3%) or at ``budget``
+   measured architectures or ``timeout_s``.
+
+Resume: rerunning with the same study name continues. Measurements are written to the trial before
+``tell``; RUNNING trials left by a killed process are completed from their stored measurement or, if
+it never arrived, measured (their architecture is in the trial) — nothing is lost, nothing is measured
+twice. Failures (out of memory, sensor error, actor death) are FAIL trials with ``fail_reason``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import logging
+import os
+import socket
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from protran_tune.platforms import Workload
+from protran_tune.runtime import DEFAULT_MLFLOW_URI, DEFAULT_STORAGE
+from protran_tune.space import Architecture, FeatureEncoder, get_space
+from protran_tune.space.search_space import params_to_architecture, suggest_architecture
+
+log = logging.getLogger(__name__)
+HOLDOUT_SUFFIX = ".holdout"
+
+
+@dataclass
+class ProfileConfig:
+    """Settings of one ``profile`` run (all recorded on the study and the MLflow parent run).
+
+    Defaults are small so the README's main job finishes in minutes on a 2-core CPU: sequence length
+    32 and batch size 1 on ``cpu``, 16 seed + 16 active-learning architectures, 8 held out.
+    """
+
+    study_name: str = "profile-cpu"
+    platform: str = "cpu"
+    platform_options: dict[str, Any] = field(default_factory=dict)
+    space: str = "flexibert2"
+    mode: str = "inference"
+    batch_size: int | None = 1
+    seq_len: int = 32
+    max_repeats: int = 50
+    target_ci_rel: float = 0.05
+    seed_samples: int = 16
+    budget: int = 32
+    test_samples: int = 8
+    threshold: float = 0.003
+    surrogate: str = "bdt"
+    seed: int = 0
+    storage: str = DEFAULT_STORAGE
+    mlflow_uri: str | None = DEFAULT_MLFLOW_URI
+    experiment: str = "protran-tune"
+    artifacts: bool = True
+    use_ray: bool = True
+    ray_address: str | None = None
+    n_workers: int | None = None
+    timeout_s: float | None = None
+    report_dir: str | None = None
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("seed_samples", "budget", "test_samples"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < (2 if name == "test_samples" else 1):
+                raise ValueError(f"{name} must be an integer >= {2 if name == 'test_samples' else 1}, got {value!r}")
+        if self.budget < self.seed_samples:
+            raise ValueError(f"budget={self.budget} must be >= seed_samples={self.seed_samples}")
+        if not 0 < self.threshold < 1:
+            raise ValueError(f"threshold must lie in (0, 1), got {self.threshold!r}")
+        if not self.study_name or HOLDOUT_SUFFIX in self.study_name:
+            raise ValueError(f"study_name must be non-empty and not contain {HOLDOUT_SUFFIX!r}, got {self.study_name!r}")
+
+    def workload(self) -> Workload:
+        return Workload(mode=self.mode, batch_size=self.batch_size, seq_len=self.seq_len,
+                        max_repeats=self.max_repeats, min_repeats=min(10, self.max_repeats),
+                        target_ci_rel=self.target_ci_rel, seed=self.seed)
+
+
+@dataclass
+class ProfileResult:
+    study_name: str
+    n_measured: int
+    n_failed: int
+    n_test: int
+    converged: bool
+    stop_reason: str
+    curve: list[dict[str, Any]]
+    samples_to_convergence: dict[str, int | None]
+    report_dir: str | None
+    wall_time_s: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# --------------------------------------------------------------------------- samplers
+def _kwargs_for(cls: Any, candidates: dict[str, Any]) -> dict[str, Any]:
+    params = inspect.signature(cls).parameters
+    return {k: v for k, v in candidates.items() if k in params}
+
+
+def build_sampler(cfg: ProfileConfig) -> Any:
+    """Latin-hypercube seed then active learning (``protran_tune.samplers``); random if they are absent."""
+    import optuna
+
+    from protran_tune.workflows.fit import make_regressor
+
+    try:
+        from protran_tune.samplers import ActiveLearningSampler, LatinHypercubeSampler  # type: ignore[attr-defined]
+    except ImportError:
+        log.warning("protran_tune.samplers has no ActiveLearningSampler yet: sampling at random")
+        return optuna.samplers.RandomSampler(seed=cfg.seed)
+    common = {"space": cfg.space, "seed": cfg.seed}
+    seed_sampler = LatinHypercubeSampler(**_kwargs_for(LatinHypercubeSampler, {**common, "n_samples": cfg.seed_samples}))
+    al = {**common, "surrogate": make_regressor(cfg.surrogate, cfg.seed), "n_startup_trials": cfg.seed_samples,
+          "seq_len": cfg.seq_len}
+    for name in ("startup_sampler", "seed_sampler", "independent_sampler"):
+        al[name] = seed_sampler
+    return ActiveLearningSampler(**_kwargs_for(ActiveLearningSampler, al))
+
+
+# --------------------------------------------------------------------------- helpers
+def _owner() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _owner_alive(owner: str | None) -> bool:
+    """Whether the process that asked a RUNNING trial still runs (same host only; else assume alive)."""
+    if not owner or ":" not in owner:
+        return False
+    host, pid = owner.rsplit(":", 1)
+    if host != socket.gethostname():
+        return True
+    if int(pid) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def holdout_architectures(cfg: ProfileConfig) -> list[Architecture]:
+    """Deterministic held-out set: ``test_samples`` random architectures (seeded, distinct)."""
+    space = get_space(cfg.space)
+    seen: dict[str, Architecture] = {}
+    rng = np.random.default_rng([cfg.seed, 7919])
+    while len(seen) < cfg.test_samples:
+        arch = space.sample(rng)
+        seen.setdefault(arch.content_hash(), arch)
+    return list(seen.values())
+
+
+class _Progress:
+    def __init__(self, enabled: bool, total: int, initial: int, desc: str) -> None:
+        self.bar = None
+        if enabled:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=total, initial=initial, desc=desc, unit="arch", dynamic_ncols=True)
+
+    def update(self, n: int, **postfix: Any) -> None:
+        if self.bar is not None:
+            self.bar.update(n)
+            if postfix:
+                self.bar.set_postfix(postfix, refresh=False)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+# --------------------------------------------------------------------------- the workflow
+class Profiler:
+    """Runs one :class:`ProfileConfig`; ``executor`` measures batches (see :mod:`.executors`)."""
+
+    def __init__(self, cfg: ProfileConfig, executor: Any, tracker: Any | None, storage: Any) -> None:
+        import optuna
+
+        from protran_tune.tracking.optuna_tracking import StudyRecorder, create_study
+
+        self.cfg = cfg
+        self.executor = executor
+        self.tracker = tracker
+        self.workload = cfg.workload()
+        self.encoder = FeatureEncoder(cfg.space, seq_len=cfg.seq_len)
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        attrs = {"platform": cfg.platform, "space": cfg.space, "workload": self.workload.to_dict(),
+                 "surrogate": cfg.surrogate, "threshold": cfg.threshold}
+        self.study = create_study(storage, cfg.study_name, sampler=build_sampler(cfg), user_attrs=attrs)
+        self.holdout = create_study(storage, cfg.study_name + HOLDOUT_SUFFIX,
+                                    sampler=optuna.samplers.RandomSampler(seed=cfg.seed),
+                                    user_attrs={**attrs, "role": "holdout", "main_study": cfg.study_name})
+        self.recorder = StudyRecorder(self.study)
+        self.holdout_recorder = StudyRecorder(self.holdout)
+        self.parent_run: str | None = None
+        self.holdout_run: str | None = None
+        if tracker is not None:
+            params = {"platform": cfg.platform, "space": cfg.space, "surrogate": cfg.surrogate,
+                      "seed_samples": cfg.seed_samples, "budget": cfg.budget, "test_samples": cfg.test_samples,
+                      "threshold": cfg.threshold, "seed": cfg.seed, **{k: v for k, v in self.workload.to_dict().items()}}
+            tags = {"protran.platform": cfg.platform}
+            self.parent_run = tracker.study_run(cfg.study_name, params=params, tags=tags)
+            self.holdout_run = tracker.study_run(cfg.study_name + HOLDOUT_SUFFIX, params=params,
+                                                 tags={**tags, "mlflow.parentRunId": self.parent_run})
+
+    # ------------------------------------------------------------- counting
+    def _states(self, study: Any) -> dict[str, int]:
+        from collections import Counter
+
+        return dict(Counter(t.state.name for t in study.get_trials(deepcopy=False)))
+
+    def n_measured(self) -> int:
+        return self._states(self.study).get("COMPLETE", 0)
+
+    # ------------------------------------------------------------- recording
+    def _record(self, recorder: Any, run_id: str | None, study_name: str, number: int, arch: Architecture,
+                outcome: Any) -> bool:
+        if outcome.measurement is not None:
+            frozen = recorder.complete(number, arch, outcome.measurement, self.cfg.platform)
+        else:
+            frozen = recorder.fail(number, arch, outcome.error or "measurement failed", self.cfg.platform,
+                                   workload=self.workload.to_dict())
+        ok = frozen.state.name == "COMPLETE"
+        if self.tracker is not None and run_id is not None:
+            self._log_trial(study_name, run_id, frozen)
+        if not ok:
+            log.warning("trial %d of %s failed: %s", number, study_name, frozen.user_attrs.get("fail_reason"))
+        return ok
+
+    def _log_trial(self, study_name: str, run_id: str, frozen: Any) -> None:
+        from protran_tune.platforms.measurement import Measurement
+
+        data = frozen.user_attrs.get("measurement") if frozen.state.name == "COMPLETE" else None
+        arch = Architecture.from_dict(frozen.user_attrs["architecture"])
+        self.tracker.log_trial(
+            study=study_name, parent_run_id=run_id, trial_number=frozen.number, arch=arch,
+            measurement=Measurement.from_dict(data) if data else None, platform=self.cfg.platform,
+            workload=self.workload.to_dict(), error=frozen.user_attrs.get("fail_reason"),
+            extra_tags={"protran.phase": frozen.user_attrs.get("phase", "")},
+        )
+
+    def _reconcile_tracking(self) -> None:
+        """Log finished trials that never reached MLflow (process killed between tell and logging)."""
+        if self.tracker is None:
+            return
+        for study, run_id in ((self.study, self.parent_run), (self.holdout, self.holdout_run)):
+            logged = self.tracker.logged_trials(study.study_name)
+            for t in study.get_trials(deepcopy=False):
+                if t.state.name in ("COMPLETE", "FAIL") and t.number not in logged and "architecture" in t.user_attrs:
+                    self._log_trial(study.study_name, run_id, t)
+
+    def _recover(self, study: Any, recorder: Any, run_id: str | None) -> int:
+        """Finish RUNNING trials of dead processes: from their stored measurement or by measuring them."""
+        stale = [t for t in study.get_trials(deepcopy=False, states=(self._running(),))
+                 if not _owner_alive(t.user_attrs.get("owner"))]
+        if not stale:
+            return 0
+        done = 0
+        to_measure = []
+        for t in stale:
+            if t.user_attrs.get("measurement") is not None:
+                from protran_tune.workflows.executors import Outcome
+                from protran_tune.platforms.measurement import Measurement
+
+                arch = Architecture.from_dict(t.user_attrs["architecture"])
+                self._record(recorder, run_id, study.study_name, t.number, arch,
+                             Outcome(Measurement.from_dict(t.user_attrs["measurement"])))
+                done += 1
+            else:
+                try:
+                    arch = (Architecture.from_dict(t.user_attrs["architecture"]) if "architecture" in t.user_attrs
+                            else params_to_architecture(t.params, self.cfg.space))
+                except ValueError:  # killed between ask and suggest: nothing was measured, nothing to keep
+                    from optuna.trial import TrialState
+
+                    study.tell(t.number, state=TrialState.FAIL, skip_if_finished=True)
+                    continue
+                recorder._set_attrs(t.number, {"owner": _owner(), "architecture": arch.to_dict(),
+                                               "arch_hash": arch.content_hash()})
+                to_measure.append((t.number, arch))
+        for i in range(0, len(to_measure), self.executor.width):
+            chunk = to_measure[i:i + self.executor.width]
+            for (number, arch), outcome in zip(chunk, self.executor.measure([a for _, a in chunk])):
+                self._record(recorder, run_id, study.study_name, number, arch, outcome)
+                done += 1
+        return done
+
+    @staticmethod
+    def _running() -> Any:
+        from optuna.trial import TrialState
+
+        return TrialState.RUNNING
+
+    # ------------------------------------------------------------- phases
+    def measure_holdout(self, progress: _Progress) -> None:
+        """Measure the held-out architectures not measured yet (by architecture hash)."""
+        from optuna.trial import TrialState
+
+        self._recover(self.holdout, self.holdout_recorder, self.holdout_run)
+        finished = {t.user_attrs.get("arch_hash") for t in self.holdout.get_trials(
+            deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL))}
+        todo = [a for a in holdout_architectures(self.cfg) if a.content_hash() not in finished]
+        for i in range(0, len(todo), self.executor.width):
+            chunk = todo[i:i + self.executor.width]
+            numbers = []
+            for arch in chunk:
+                trial = self.holdout.ask()
+                trial.set_user_attr("owner", _owner())
+                trial.set_user_attr("architecture", arch.to_dict())
+                trial.set_user_attr("arch_hash", arch.content_hash())
+                trial.set_user_attr("phase", "holdout")
+                numbers.append(trial.number)
+            for number, arch, outcome in zip(numbers, chunk, self.executor.measure(chunk)):
+                self._record(self.holdout_recorder, self.holdout_run, self.holdout.study_name, number, arch, outcome)
+                progress.update(1)
+
+    def _ask(self) -> tuple[int, Architecture] | None:
+        """Ask one new architecture; duplicates of measured ones are PRUNED (never measured twice)."""
+        from optuna.trial import TrialState
+
+        measured = {t.user_attrs.get("arch_hash") for t in self.study.get_trials(
+            deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING))}
+        for _ in range(20):
+            trial = self.study.ask()
+            arch = suggest_architecture(trial, self.cfg.space)
+            h = arch.content_hash()
+            trial.set_user_attr("owner", _owner())
+            trial.set_user_attr("architecture", arch.to_dict())
+            trial.set_user_attr("arch_hash", h)
+            n_done = self.n_measured()
+            trial.set_user_attr("phase", "seed" if n_done < self.cfg.seed_samples else "active")
+            if h in measured:
+                trial.set_user_attr("duplicate_of", h)
+                self.study.tell(trial, state=TrialState.PRUNED)
+                continue
+            return trial.number, arch
+        return None
+
+    def evaluate(self) -> Any | None:
+        """Fit the surrogate on the main study and score it on the held-out set (``None`` if too few)."""
+        from optuna.trial import TrialState
+
+        from protran_tune.workflows.fit import dataset_from_trials, fit_and_evaluate, make_regressor
+
+        train = dataset_from_trials(self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+        test = dataset_from_trials(self.holdout.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+        if len(train) < 4 or len(test) < 2:
+            return None
+        return fit_and_evaluate(make_regressor(self.cfg.surrogate, self.cfg.seed), self.encoder, train, test)
+
+    def run(self, should_stop: Callable[[], bool] | None = None) -> ProfileResult:
+        cfg = self.cfg
+        t0 = time.perf_counter()
+        self._reconcile_tracking()
+        self._recover(self.study, self.recorder, self.parent_run)
+        curve: list[dict[str, Any]] = list(self.study.user_attrs.get("curve", []))
+        n_measured = self.n_measured()
+        progress = _Progress(cfg.progress, cfg.budget + cfg.test_samples,
+                             n_measured + min(cfg.test_samples, self._states(self.holdout).get("COMPLETE", 0)),
+                             f"profile {cfg.platform}")
+        stop_reason = "budget"
+        converged = False
+        try:
+            self.measure_holdout(progress)
+            evaluation = self.evaluate()
+            while True:
+                n_measured = self.n_measured()
+                if evaluation is not None and n_measured >= cfg.seed_samples and evaluation.converged(cfg.threshold):
+                    converged, stop_reason = True, "converged"
+                    break
+                if n_measured >= cfg.budget:
+                    stop_reason = "budget"
+                    break
+                if cfg.timeout_s is not None and time.perf_counter() - t0 > cfg.timeout_s:
+                    stop_reason = "timeout"
+                    break
+                if should_stop is not None and should_stop():
+                    stop_reason = "stopped"
+                    break
+                width = max(1, min(self.executor.width, cfg.budget - n_measured))
+                asked = [a for a in (self._ask() for _ in range(width)) if a is not None]
+                if not asked:
+                    stop_reason = "exhausted"
+                    break
+                outcomes = self.executor.measure([arch for _, arch in asked])
+                ok = sum(self._record(self.recorder, self.parent_run, cfg.study_name, n, a, o)
+                         for (n, a), o in zip(asked, outcomes))
+                progress.update(ok)
+                evaluation = self.evaluate()
+                if evaluation is not None:
+                    point = evaluation.curve_point()
+                    if not curve or curve[-1]["n_samples"] != point["n_samples"]:
+                        curve.append(point)
+                        self.study.set_user_attr("curve", curve)
+                        if self.tracker is not None:
+                            self.tracker.log_study_metrics(self.parent_run, evaluation.metrics(), step=evaluation.n_train)
+                    progress.update(0, mse=f"{max(point['test_mse'].values()):.4f}")
+        finally:
+            progress.close()
+        states = self._states(self.study)
+        result = ProfileResult(
+            study_name=cfg.study_name, n_measured=states.get("COMPLETE", 0), n_failed=states.get("FAIL", 0),
+            n_test=self._states(self.holdout).get("COMPLETE", 0), converged=converged, stop_reason=stop_reason,
+            curve=curve, samples_to_convergence=_samples_to_convergence(curve, cfg.threshold),
+            report_dir=None, wall_time_s=time.perf_counter() - t0,
+        )
+        self.study.set_user_attr("result", {k: v for k, v in result.to_dict().items() if k != "curve"})
+        return result
+
+
+def _samples_to_convergence(curve: list[dict[str, Any]], threshold: float) -> dict[str, int | None]:
+    out: dict[str, int | None] = {}
+    for name in ("latency", "energy", "peak_power"):
+        out[name] = next((p["n_samples"] for p in curve if p["test_mse"].get(name, 1.0) < threshold), None)
+    return out
+
+
+# --------------------------------------------------------------------------- outputs
+def export_measurements(study: Any, path: Path, holdout: bool = False) -> int:
+    """Write the study's finished trials as ``measure`` JSONL records; returns the count."""
+    from optuna.trial import TrialState
+
+    n = 0
+    with path.open("a") as fh:
+        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL)):
+            if "architecture" not in t.user_attrs:
+                continue
+            record = {
+                "arch_hash": t.user_attrs.get("arch_hash"), "architecture": t.user_attrs["architecture"],
+                "platform": t.user_attrs.get("platform"), "status": "ok" if t.state == TrialState.COMPLETE else "failed",
+                "error": t.user_attrs.get("fail_reason"), "measurement": t.user_attrs.get("measurement")
+                if t.state == TrialState.COMPLETE else None,
+                "workload": study.user_attrs.get("workload"), "study": study.study_name, "trial": t.number,
+                "split": "holdout" if holdout else t.user_attrs.get("phase", "train"),
+            }
+            fh.write(json.dumps(record) + "\n")
+            n += 1
+    return n
+
+
+def write_outputs(profiler: Profiler, result: ProfileResult, out_dir: Path) -> Path:
+    """Measurements, curve and held-out predictions into ``out_dir``, then the report's plots."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    meas = out_dir / "measurements.jsonl"
+    meas.unlink(missing_ok=True)
+    export_measurements(profiler.study, meas)
+    export_measurements(profiler.holdout, meas, holdout=True)
+    evaluation = profiler.evaluate()
+    summary = {**result.to_dict(), "threshold": profiler.cfg.threshold, "platform": profiler.cfg.platform}
+    if evaluation is not None:
+        summary["final"] = evaluation.metrics()
+        (out_dir / "predictions.json").write_text(json.dumps({
+            "targets": ["latency", "energy", "peak_power"], "units": ["s", "J", "W"],
+            "y_true": evaluation.y_true.tolist(), "y_pred": evaluation.y_pred.tolist(),
+            "y_std": evaluation.y_std.tolist(), "regressor": profiler.cfg.surrogate,
+        }))
+    (out_dir / "profile_result.json").write_text(json.dumps(summary, indent=1))
+    from protran_tune.workflows.report_bridge import make_report
+
+    make_report(out_dir, measurements=meas, profile_result=out_dir / "profile_result.json",
+                predictions=out_dir / "predictions.json", title=f"profile {profiler.cfg.study_name}")
+    return out_dir
+
+
+def profile(cfg: ProfileConfig) -> ProfileResult:
+    """Run ``profile`` with embedded defaults: storage, MLflow, local Ray (or ``--no-ray``)."""
+    from protran_tune.runtime import open_storage, ray_session
+    from protran_tune.tracking.mlflow_tracking import MlflowTracker
+    from protran_tune.workflows.executors import InProcessExecutor, RayExecutor
+
+    storage = open_storage(cfg.storage)
+    tracker = MlflowTracker(cfg.mlflow_uri, cfg.experiment, artifacts=cfg.artifacts) if cfg.mlflow_uri else None
+    workload = cfg.workload()
+
+    def go(executor: Any) -> ProfileResult:
+        profiler = Profiler(cfg, executor, tracker, storage)
+        status = "FAILED"
+        try:
+            result = profiler.run()
+            if cfg.report_dir:
+                result.report_dir = str(write_outputs(profiler, result, Path(cfg.report_dir)))
+            status = "FINISHED"
+            return result
+        finally:
+            executor.close()
+            if tracker is not None and profiler.parent_run:
+                tracker.finish_study(profiler.holdout_run, status)
+                tracker.finish_study(profiler.parent_run, status)
+
+    if not cfg.use_ray:
+        return go(InProcessExecutor(cfg.platform, workload, cfg.platform_options))
+    resources = {f"platform:{cfg.platform}": float(cfg.n_workers or 1)}
+    with ray_session(cfg.ray_address, num_cpus=os.cpu_count(), resources=resources):
+        return go(RayExecutor(cfg.platform, workload, cfg.platform_options, cfg.n_workers))

@@ -1,0 +1,169 @@
+"""The report a ``profile`` run leaves behind: the reporting module's plots, plus the profile's own.
+
+``profile`` writes ``measurements.jsonl`` (``measure`` records), ``profile_result.json`` (learning
+curve in the replay format) and ``predictions.json`` (held-out predicted vs real). This module draws
+from them the four plots every profile report has — ``power_trace.png``, ``pairwise_distance.png``,
+``learning_curve.png``, ``predicted_vs_real.png`` — and, when :mod:`protran_tune.reporting` is
+installed, lets it add its cross-platform figures and summary into the same folder.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+TARGETS = ("latency", "energy", "peak_power")
+UNITS = {"latency": "s", "energy": "J", "peak_power": "W"}
+
+
+def _plt() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _records(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+
+
+def plot_power_traces(records: list[dict[str, Any]], out: Path, max_traces: int = 6) -> Path | None:
+    plt = _plt()
+    ok = [r for r in records if r.get("measurement") and r["measurement"].get("power_trace")]
+    if not ok:
+        return None
+    ok.sort(key=lambda r: r["measurement"]["latency_s"])
+    picks = [ok[i] for i in np.unique(np.linspace(0, len(ok) - 1, min(max_traces, len(ok))).astype(int))]
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
+    for r in picks:
+        t, w = np.asarray(r["measurement"]["power_trace"]).T
+        ax.plot(t, w, lw=1, label=f"{r['arch_hash'][:8]} ({r['measurement']['latency_s'] * 1e3:.1f} ms/batch)")
+    idle = picks[0]["measurement"].get("idle_power_w")
+    if idle is not None:
+        ax.axhline(idle, ls="--", c="grey", lw=0.8, label="idle")
+    ax.set_xlabel("time (s)")
+    ax.set_ylabel("power (W)")
+    ax.set_title(f"Power traces on {picks[0]['platform']} [{picks[0]['measurement']['source']}]")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    path = out / "power_trace.png"
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def plot_pairwise_distance(records: list[dict[str, Any]], out: Path, space: str = "flexibert2") -> Path | None:
+    """Box plot of pairwise distances of the architectures' normalised embeddings, per phase (Fig. 5 style)."""
+    from scipy.spatial.distance import pdist
+
+    from protran_tune.space import Architecture, get_space
+
+    sp = get_space(space)
+    groups: dict[str, list[np.ndarray]] = {}
+    for r in records:
+        try:
+            e = sp.embed(Architecture.from_dict(r["architecture"]))
+        except ValueError:
+            continue
+        groups.setdefault(r.get("split") or "all", []).append(e)
+    groups = {k: v for k, v in groups.items() if len(v) >= 2}
+    if not groups:
+        return None
+    allE = np.vstack([np.vstack(v) for v in groups.values()]).astype(float)
+    scale = np.maximum(allE.max(0) - allE.min(0), 1)
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
+    names = sorted(groups)
+    ax.boxplot([pdist(np.vstack(groups[k]) / scale) for k in names], tick_labels=[f"{k} (n={len(groups[k])})" for k in names])
+    ax.set_ylabel("pairwise distance (normalised embedding)")
+    ax.set_title("Diversity of measured architectures")
+    fig.tight_layout()
+    path = out / "pairwise_distance.png"
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def plot_learning_curve(result: dict[str, Any], out: Path, threshold: float | None = None) -> Path | None:
+    curve = result.get("curve") or []
+    if not curve:
+        return None
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
+    n = [p["n_samples"] for p in curve]
+    for name in TARGETS:
+        ax.plot(n, [max(p["test_mse"][name], 1e-12) for p in curve], marker="o", ms=3, label=name)
+    if threshold:
+        ax.axhline(threshold, ls="--", c="grey", lw=0.8, label=f"threshold {threshold:g}")
+    ax.set_yscale("log")
+    ax.set_xlabel("measured architectures")
+    ax.set_ylabel("held-out test MSE (normalised)")
+    ax.set_title("Learning curve")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path = out / "learning_curve.png"
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def plot_predicted_vs_real(pred: dict[str, Any], out: Path) -> Path | None:
+    if not pred:
+        return None
+    yt, yp, ys = (np.asarray(pred[k]) for k in ("y_true", "y_pred", "y_std"))
+    plt = _plt()
+    fig, axes = plt.subplots(1, 3, figsize=(11, 3.6), dpi=100)
+    for k, (ax, name) in enumerate(zip(axes, TARGETS)):
+        ax.errorbar(yt[:, k], yp[:, k], yerr=ys[:, k], fmt="o", ms=3, lw=0.8)
+        lo, hi = float(min(yt[:, k].min(), yp[:, k].min())), float(max(yt[:, k].max(), yp[:, k].max()))
+        ax.plot([lo, hi], [lo, hi], "k--", lw=0.8)
+        ax.set_xlabel(f"measured {name} ({UNITS[name]})")
+        ax.set_ylabel(f"predicted ({UNITS[name]})")
+    fig.suptitle(f"Held-out predicted vs real ({pred.get('regressor', '')}, ±1 std)")
+    fig.tight_layout()
+    path = out / "predicted_vs_real.png"
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def make_report(out_dir: Path, *, measurements: Path, profile_result: Path, predictions: Path, title: str) -> list[Path]:
+    """Draw the profile plots into ``out_dir``, add the reporting module's output, write ``summary.md``."""
+    records = _records(measurements)
+    result = json.loads(profile_result.read_text()) if profile_result.exists() else {}
+    pred = json.loads(predictions.read_text()) if predictions.exists() else {}
+    plots = [p for p in (
+        plot_power_traces(records, out_dir),
+        plot_pairwise_distance(records, out_dir),
+        plot_learning_curve(result, out_dir, result.get("threshold")),
+        plot_predicted_vs_real(pred, out_dir),
+    ) if p is not None]
+    try:  # the reporting module's figures (cross-platform comparison, Fig. 4/6/7), when present
+        from protran_tune.reporting import build_report  # type: ignore[attr-defined]
+
+        build_report([measurements], out_dir)
+    except ImportError:
+        pass
+    except Exception as exc:  # the profile's own plots stand on their own
+        log.warning("reporting module failed on %s: %s", measurements, exc)
+    lines = [f"# {title}", "", f"- measured: {result.get('n_measured')} (failed {result.get('n_failed')}), "
+             f"held out: {result.get('n_test')}", f"- stop: {result.get('stop_reason')} "
+             f"(converged: {result.get('converged')}), samples to convergence: {result.get('samples_to_convergence')}",
+             ""]
+    final = result.get("final", {})
+    if final:
+        lines += ["| measure | test MSE | Kendall tau | within 10% |", "|---|---|---|---|"]
+        for name in TARGETS:
+            lines.append(f"| {name} | {final.get(f'test_mse_{name}', float('nan')):.5f} | "
+                         f"{final.get(f'kendall_tau_{name}', float('nan')):.3f} | {final.get(f'within_10pct_{name}', float('nan')):.2f} |")
+        lines.append("")
+    lines += [f"![{p.stem}]({p.name})" for p in plots]
+    (out_dir / "summary.md").write_text("\n".join(lines) + "\n")
+    return plots
