@@ -139,7 +139,12 @@ class ArchitectureSampler(BaseSampler):
         if self._independent_sampler is not None:
             self._independent_sampler.before_trial(study, trial)
         if PARAMS_ATTR not in trial.system_attrs:
-            self._decide(study, trial)
+            try:
+                self._decide(study, trial)
+            except Exception:
+                # Leave no zombie RUNNING trial behind: the error propagates from study.ask().
+                study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+                raise
 
     def after_trial(
         self, study: "Study", trial: "FrozenTrial", state: TrialState, values: Sequence[float] | None

@@ -1,0 +1,271 @@
+"""Active learning of hardware cost as an Optuna sampler: query the most uncertain architecture next."""
+
+from __future__ import annotations
+
+import copy
+import math
+from typing import TYPE_CHECKING, Any, Sequence
+
+import numpy as np
+from optuna import logging as optuna_logging
+from optuna.samplers import BaseSampler
+from optuna.trial import TrialState
+
+from protran_tune.samplers._base import ArchitectureSampler, trial_architecture
+from protran_tune.samplers.qmc import ArchitectureMapping
+from protran_tune.samplers.qmc_sampler import LatinHypercubeSampler, QMCArchitectureSampler
+from protran_tune.space.architecture import Architecture
+from protran_tune.space.design_space import DesignSpace
+from protran_tune.space.features import FeatureEncoder
+
+if TYPE_CHECKING:
+    from optuna.study import Study
+    from optuna.trial import FrozenTrial
+
+_logger = optuna_logging.get_logger(__name__)
+
+DEFAULT_OBJECTIVES: tuple[str, ...] = ("latency", "energy", "peak_power")
+
+
+class ActiveLearningSampler(ArchitectureSampler):
+    """Propose the candidate architecture of highest normalised surrogate uncertainty (ProTran IV.D).
+
+    For studies whose values include latency, energy and peak power (``objective_names``). Until
+    ``n_startup_trials`` trials have completed with finite values, trial ``i`` takes point ``i`` of
+    ``seed_sampler`` (default: a Latin hypercube of ``n_startup_trials`` points). Afterwards, each trial:
+
+    1. fits a clone of ``surrogate`` on the completed trials (inputs: ProTran embeddings for the
+       built-in surrogates, whose ``encoder`` turns them into standardised features; otherwise
+       :class:`~protran_tune.space.FeatureEncoder` features; targets: the trials' objective values);
+    2. draws a candidate pool: ``candidates`` if given (e.g. a recorded dataset), else
+       ``n_candidates`` uniform points of the unbiased mapping
+       (:class:`~protran_tune.samplers.qmc.ArchitectureMapping`), seeded by (seed, trial number);
+    3. drops architectures already in the study in any state but FAIL (RUNNING ones included, through
+       their stored choice; if two workers race to the same pick, the higher trial number re-picks);
+    4. picks :func:`protran_tune.samplers.acquisition.select_queries` ``(surrogate, X, k=1,
+       normaliser=normaliser)`` and proposes that whole architecture.
+
+    If parallel workers or failures use up the seed points before ``n_startup_trials`` trials
+    complete, active learning starts on what has completed (at least 2 trials); with fewer, the seed
+    sampler's own fallback (random points through the same mapping, with a warning) is used.
+    Completed trials with NaN or infinite objective values are left out of the fit and counted in
+    the proposal info (system attr ``protran:proposal``).
+
+    Args:
+        surrogate: a surrogate instance (cloned before each fit) or a name for
+            :func:`protran_tune.surrogates.make_surrogate` (``"bdt"``, ``"gp"``, ``"boshnas"``, ...).
+        space: design space; the objective calls ``suggest_architecture(trial, space)``.
+        n_startup_trials: completed trials before the surrogate takes over.
+        seed_sampler: whole-architecture sampler of the startup trials (same space).
+        n_candidates: size of the random candidate pool (ignored with ``candidates``).
+        candidates: a fixed pool of architectures to choose from (pool-based active learning).
+        objective_names: the study metrics used as targets; matched by ``study.metric_names`` when set,
+            else the study must have exactly these objectives in this order.
+        normaliser: passed to ``select_queries`` (``None``: its default, the targets' maxima).
+        seed: seed of the candidate pools and the surrogate.
+        independent_sampler: sampler for non-architecture parameters (``None``: those are an error).
+    """
+
+    _check_running_duplicates = True
+
+    def __init__(
+        self,
+        surrogate: Any = "bdt",
+        space: DesignSpace | str = "flexibert2",
+        *,
+        n_startup_trials: int = 16,
+        seed_sampler: ArchitectureSampler | None = None,
+        n_candidates: int = 2048,
+        candidates: Sequence[Architecture] | None = None,
+        objective_names: Sequence[str] = DEFAULT_OBJECTIVES,
+        normaliser: Any = None,
+        seed: int | None = None,
+        independent_sampler: BaseSampler | None = None,
+    ) -> None:
+        super().__init__(space, independent_sampler=independent_sampler)
+        for name, value, low in (("n_startup_trials", n_startup_trials, 0), ("n_candidates", n_candidates, 1)):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0):
+            raise ValueError(f"seed must be a non-negative integer or None, got {seed!r}")
+        names = tuple(objective_names)
+        if not names or not all(isinstance(n, str) for n in names) or len(set(names)) != len(names):
+            raise ValueError(f"objective_names must be distinct metric names, got {objective_names!r}")
+        self._seed = int(np.random.SeedSequence().entropy % (2**31)) if seed is None else int(seed)
+        if isinstance(surrogate, str):
+            from protran_tune.surrogates import make_surrogate
+
+            surrogate = make_surrogate(surrogate, random_state=self._seed)
+        if not (hasattr(surrogate, "fit") and hasattr(surrogate, "predict")):
+            raise ValueError(f"surrogate must have fit(X, Y) and predict(X, return_std=True), got {type(surrogate).__name__}")
+        if getattr(surrogate, "supports_std", True) is False:
+            raise ValueError(
+                f"surrogate {type(surrogate).__name__} has no uncertainty model (supports_std=False): active "
+                "learning needs predict(X, return_std=True)"
+            )
+        sur_space = getattr(surrogate, "space", None)
+        if self._uses_embeddings(surrogate) and sur_space is not None and str(sur_space) != self._space.name:
+            raise ValueError(
+                f"surrogate encodes embeddings of space {sur_space!r} but the sampler's space is {self._space.name!r}"
+            )
+        if seed_sampler is None:
+            seed_sampler = LatinHypercubeSampler(self._space, n_points=max(int(n_startup_trials), 1), seed=self._seed)
+        if not isinstance(seed_sampler, ArchitectureSampler):
+            raise ValueError(
+                f"seed_sampler must be a whole-architecture sampler (e.g. LatinHypercubeSampler), got "
+                f"{type(seed_sampler).__name__}"
+            )
+        if seed_sampler.space != self._space:
+            raise ValueError(f"seed_sampler's space {seed_sampler.space.name!r} differs from {self._space.name!r}")
+        self._surrogate = surrogate
+        self._n_startup_trials = int(n_startup_trials)
+        self._seed_sampler = seed_sampler
+        self._n_candidates = int(n_candidates)
+        self._candidates: list[Architecture] | None = None
+        self._candidate_embeddings: np.ndarray | None = None
+        if candidates is not None:
+            self._candidates = [self._space.validate(a) for a in candidates]
+            if not self._candidates:
+                raise ValueError("candidates must hold at least one architecture")
+            self._candidate_embeddings = np.stack([self._space.embed(a) for a in self._candidates])
+        self._objective_names = names
+        self._normaliser = normaliser
+        self._mapping = ArchitectureMapping(self._space)
+        self._encoder = FeatureEncoder(self._space)
+        self._fitted: tuple[tuple[int, ...], Any] | None = None
+
+    def __str__(self) -> str:
+        return f"ActiveLearningSampler(surrogate={type(self._surrogate).__name__}, n_startup_trials={self._n_startup_trials})"
+
+    # ----------------------------------------------------------------- helpers
+    @staticmethod
+    def _uses_embeddings(surrogate: Any) -> bool:
+        return getattr(surrogate, "encoder", None) in ("features", "embedding")
+
+    def inputs(self, embeddings: np.ndarray) -> np.ndarray:
+        """Surrogate inputs of ProTran embeddings ``(n, embedding_dim)``: themselves or dense features."""
+        if self._uses_embeddings(self._surrogate):
+            return np.asarray(embeddings, dtype=np.float64)
+        return self._encoder.transform(embeddings)
+
+    def target_indices(self, study: "Study") -> list[int]:
+        """Positions of ``objective_names`` among the study's values; ``ValueError`` if absent."""
+        names = study.metric_names
+        if names is not None:
+            missing = [n for n in self._objective_names if n not in names]
+            if missing:
+                raise ValueError(
+                    f"study metrics {list(names)} lack {missing}: ActiveLearningSampler(objective_names="
+                    f"{list(self._objective_names)}) needs them"
+                )
+            return [list(names).index(n) for n in self._objective_names]
+        if len(study.directions) != len(self._objective_names):
+            raise ValueError(
+                f"the study has {len(study.directions)} objective(s) and no metric names; ActiveLearningSampler "
+                f"needs values {list(self._objective_names)} in this order, or study.set_metric_names(...)"
+            )
+        return list(range(len(self._objective_names)))
+
+    def training_data(self, study: "Study") -> tuple[list[int], np.ndarray, np.ndarray, int]:
+        """Completed trials' numbers, embeddings ``(n, D)``, targets ``(n, k)`` and the count skipped
+        for non-finite values."""
+        idx = self.target_indices(study)
+        numbers, E, Y, skipped = [], [], [], 0
+        for t in study._get_trials(deepcopy=False, states=(TrialState.COMPLETE,), use_cache=False):
+            if t.values is None:
+                continue
+            y = [t.values[i] for i in idx]
+            if not all(math.isfinite(v) for v in y):
+                skipped += 1
+                continue
+            arch = trial_architecture(t)
+            if arch is None or not self._space.contains(arch):
+                continue
+            numbers.append(t.number)
+            E.append(self._space.embed(arch))
+            Y.append(y)
+        D = self._space.embedding_dim
+        return numbers, np.asarray(E, dtype=np.int64).reshape(-1, D), np.asarray(Y, dtype=np.float64).reshape(-1, len(idx)), skipped
+
+    def fitted_surrogate(self, study: "Study") -> tuple[Any, int, int]:
+        """A surrogate fitted on the study's completed trials (cached while they do not change),
+        the number of training trials and the number skipped for non-finite values."""
+        numbers, E, Y, skipped = self.training_data(study)
+        key = tuple(numbers)
+        if self._fitted is None or self._fitted[0] != key:
+            model = _clone(self._surrogate)
+            model.fit(self.inputs(E), Y)
+            self._fitted = (key, model)
+        return self._fitted[1], len(numbers), skipped
+
+    def candidate_pool(self, study: "Study", trial_number: int, exclude: set[str]) -> np.ndarray:
+        """Unique candidate embeddings ``(n, D)`` not in the study and not in ``exclude``."""
+        if self._candidate_embeddings is not None:
+            E = self._candidate_embeddings
+        else:
+            points = np.random.default_rng([self._seed, trial_number]).random((self._n_candidates, self._mapping.dim))
+            E = self._mapping.embed_points(points)
+        E = np.unique(E, axis=0)
+        taken = set(exclude) | set(self.existing_architectures(study))
+        if taken:
+            taken_rows = {tuple(self._space.embed(Architecture.from_json(j))) for j in taken if self._in_space(j)}
+            keep = np.array([tuple(row) not in taken_rows for row in E.tolist()], dtype=bool)
+            E = E[keep]
+        return E
+
+    def _in_space(self, arch_json: str) -> bool:
+        try:
+            return self._space.contains(Architecture.from_json(arch_json))
+        except ValueError:
+            return False
+
+    # ----------------------------------------------------------------- proposal
+    def _propose(self, study: "Study", trial: "FrozenTrial", exclude: set[str]) -> tuple[Architecture, dict[str, Any]]:
+        numbers, _, _, _ = self.training_data(study)
+        n_done = len(numbers)
+        seed_points = self._seed_sampler.n_points if isinstance(self._seed_sampler, QMCArchitectureSampler) else self._n_startup_trials
+        active = n_done >= max(self._n_startup_trials, 2) or (trial.number >= seed_points and n_done >= 2)
+        if not active:
+            arch, info = self._seed_sampler._propose(study, trial, exclude)
+            return arch, {**info, "sampler": type(self).__name__, "phase": "seed", "seed_sampler": str(self._seed_sampler)}
+        from protran_tune.samplers.acquisition import select_queries
+
+        model, n_train, skipped = self.fitted_surrogate(study)
+        E = self.candidate_pool(study, trial.number, exclude)
+        if len(E) == 0:
+            raise RuntimeError(
+                f"ActiveLearningSampler: every candidate architecture is already in the study "
+                f"(pool of {len(self._candidates or []) or self._n_candidates}); nothing left to query"
+            )
+        X = self.inputs(E)
+        chosen = int(np.asarray(select_queries(model, X, k=1, normaliser=self._normaliser)).ravel()[0])
+        mean, std = model.predict(X[chosen : chosen + 1], return_std=True)
+        arch = self._space.decode(E[chosen])
+        info = {
+            "sampler": type(self).__name__,
+            "phase": "active",
+            "n_train": n_train,
+            "n_skipped_nonfinite": skipped,
+            "n_candidates": int(len(E)),
+            "predicted_mean": dict(zip(self._objective_names, np.asarray(mean, dtype=float).ravel().tolist())),
+            "predicted_std": dict(zip(self._objective_names, np.asarray(std, dtype=float).ravel().tolist())),
+        }
+        if n_done < self._n_startup_trials:
+            _logger.info(
+                f"ActiveLearningSampler: trial {trial.number} starts active learning on {n_done} completed trials "
+                f"(< n_startup_trials={self._n_startup_trials}): the seed points are used up"
+            )
+        return arch, info
+
+    def reseed_rng(self) -> None:
+        super().reseed_rng()
+        self._seed_sampler.reseed_rng()
+
+
+def _clone(estimator: Any) -> Any:
+    try:
+        from sklearn.base import clone
+
+        return clone(estimator)
+    except (TypeError, ImportError, RuntimeError):
+        return copy.deepcopy(estimator)
