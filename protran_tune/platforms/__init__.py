@@ -10,8 +10,18 @@ from protran_tune.platforms.base import (
     register_platform,
 )
 from protran_tune.platforms.measurement import MODES, Measurement
+from protran_tune.platforms.meters import Meter, ModelledCPUMeter, PowerRecorder
+from protran_tune.platforms.torch_platforms import (  # registers cpu, cuda, jetson, apple, rpi-ina219
+    ApplePlatform,
+    CPUPlatform,
+    CUDAPlatform,
+    JetsonPlatform,
+    RaspberryPiINA219Platform,
+    TorchPlatform,
+)
 
 __all__ = [
     "Measurement", "MODES", "Platform", "Workload", "MeasurementError", "SensorUnavailableError",
-    "available_platforms", "get_platform", "register_platform",
+    "available_platforms", "get_platform", "register_platform", "Meter", "ModelledCPUMeter", "PowerRecorder",
+    "TorchPlatform", "CPUPlatform", "CUDAPlatform", "JetsonPlatform", "ApplePlatform", "RaspberryPiINA219Platform",
 ]
