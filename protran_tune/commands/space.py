@@ -21,6 +21,12 @@ def register(subparsers: Any) -> None:
     embed.add_argument("--space", default="flexibert2")
     embed.add_argument("archs", nargs="?", default="-", help="JSON-lines file of architectures or model_dicts (- = stdin)")
     embed.set_defaults(func=run_embed)
+    sample = sub.add_parser("sample", help="sample architectures (LHS, Sobol, Halton, Hammersly, random) as JSON lines")
+    sample.add_argument("--space", default="flexibert2", help="built-in name (flexibert2, protran-table1) or YAML path")
+    sample.add_argument("--method", default="lhs", help="lhs, sobol, halton, hammersly or random (default lhs)")
+    sample.add_argument("-n", type=int, default=16, help="number of architectures (default 16)")
+    sample.add_argument("--seed", type=int, default=None, help="seed of the scrambling (default: random)")
+    sample.set_defaults(func=run_sample)
 
 
 def run_info(args: argparse.Namespace) -> int:
@@ -48,4 +54,15 @@ def run_embed(args: argparse.Namespace) -> int:
             except (ValueError, json.JSONDecodeError) as exc:
                 raise ValueError(f"{args.archs}:{lineno}: {exc}") from None
             print(json.dumps({"hash": arch.content_hash(), "embedding": embedding.tolist()}))
+    return 0
+
+
+def run_sample(args: argparse.Namespace) -> int:
+    """Print ``n`` architectures of the space, one JSON object per line (``{"architecture": ...}``)."""
+    from protran_tune.samplers.qmc import sample_architectures
+
+    if args.n < 1:
+        raise ValueError(f"-n must be a positive integer, got {args.n}")
+    for arch in sample_architectures(args.space, args.method, args.n, seed=args.seed):
+        print(json.dumps({"hash": arch.content_hash(), "architecture": arch.to_dict()}))
     return 0
