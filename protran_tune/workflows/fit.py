@@ -270,3 +270,53 @@ def log_surrogate_model(tracking_uri: str, experiment_id: str, *, name: str, mod
             pip_requirements=["protran-tune", "scikit-learn", "numpy", "pandas"],
         )
     return run_id
+
+
+# --------------------------------------------------------------------------- the fit workflow
+@dataclass
+class FitReport:
+    surrogate: str
+    n_train: int
+    n_test: int
+    metrics: dict[str, float]
+    run_id: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"surrogate": self.surrogate, "n_train": self.n_train, "n_test": self.n_test,
+                "metrics": self.metrics, "run_id": self.run_id}
+
+
+def fit_surrogates(data: Dataset, names: Sequence[str], *, space: str = "flexibert2", seq_len: int = 128,
+                   test_fraction: float = 0.2, seed: int = 0, tracker: Any | None = None,
+                   source: str = "", save_dir: str | Path | None = None) -> list[FitReport]:
+    """Fit each surrogate on a seeded random split, score it, log it to MLflow as a pyfunc model.
+
+    The final model is refitted on all data (its logged metrics are the held-out ones of the split fit).
+    """
+    import pickle
+
+    if len(data) < 6:
+        raise ValueError(f"need at least 6 measured architectures to fit and test, got {len(data)}")
+    train, test = split(data, test_fraction, seed)
+    encoder = FeatureEncoder(space, seq_len=seq_len)
+    scale = np.maximum(data.Y.max(0), 1e-30)
+    reports = []
+    for name in names:
+        evaluation = fit_and_evaluate(make_regressor(name, seed), encoder, train, test, scale=scale)
+        final = make_regressor(name, seed).fit(encoder.transform_architectures(data.archs), data.Y / scale)
+        model = SurrogateModel(final, space, seq_len, scale)
+        run_id = None
+        if tracker is not None:
+            platforms = sorted(set(data.platforms)) or ["?"]
+            run_id = log_surrogate_model(
+                tracker.tracking_uri, tracker.experiment_id, name=name, model=model, evaluation=evaluation,
+                params={"surrogate": name, "space": space, "seq_len": seq_len, "test_fraction": test_fraction,
+                        "seed": seed, "n_samples": len(data), "source": source},
+                tags={"protran.platform": ",".join(platforms), "protran.source": source},
+            )
+        if save_dir is not None:
+            Path(save_dir).mkdir(parents=True, exist_ok=True)
+            with (Path(save_dir) / f"surrogate-{name}.pkl").open("wb") as fh:
+                pickle.dump(model, fh)
+        reports.append(FitReport(name, evaluation.n_train, evaluation.n_test, evaluation.metrics(), run_id))
+    return reports
