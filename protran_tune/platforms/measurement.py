@@ -34,7 +34,9 @@ class Measurement:
         latency_iqr_s: inter-quartile range of the batch latency, seconds.
         latency_ci_rel: half-width of the 95% confidence interval of the median, relative to it.
         energy_j: energy of one batch, joules (total, idle included), or ``None``.
-        energy_above_idle_j: ``energy_j - idle_power_w * latency_s``, or ``None``.
+        energy_above_idle_j: ``energy_j`` less idle draw over the same time (``idle_power_w`` times the
+            batch time of the energy window, ``meta['energy_window']['batch_time_s']`` where the
+            protocol records it, else ``latency_s``), or ``None``.
         idle_power_w: idle draw measured before the run, watts, or ``None``.
         peak_power_w: highest sample of the power trace during the run, watts, or ``None``.
         mean_power_w: energy over time during the run, watts, or ``None``.

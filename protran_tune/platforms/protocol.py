@@ -18,10 +18,13 @@
 6. **Energy window**: the step runs back to back for ``energy_window_s`` (default: the meter's
    ``min_window_s``, 1 s for NVML's 10 Hz counter) while the recorder reads the energy counter at
    every update (or integrates power samples where there is no counter). Mean power P over the
-   window between the first and last counter update inside it; energy of one batch
-   ``energy_j = P x latency_s``, ``energy_above_idle_j = (P - P_idle) x latency_s``. Short batches
-   (BERT-Tiny at 128x128 is ~1.3 ms on an H200) thus get hundreds of iterations, so a 10 Hz counter
-   still resolves them; ``energy_spread_rel`` is the IQR/median of the mean powers of sub-windows.
+   window between the first and last counter update inside it; the window's batch time
+   ``T = window length / batches run``; energy of one batch ``energy_j = P x T`` (the energy the
+   window consumed per batch), ``energy_above_idle_j = (P - P_idle) x T``. Short batches (BERT-Tiny
+   at 128x128 is under 1 ms on an H200) thus get a thousand iterations, so a 10 Hz counter still
+   resolves them; ``energy_spread_rel`` is the IQR/median of the mean powers of sub-windows of
+   about three counter updates each. ``meta['energy_window']`` keeps P, T, the update count and the
+   sub-window powers.
 7. **Peak power**: the highest power sample from warm-up to the end of the energy window; the trace
    (idle window included, ``t`` from the start of the idle window) is kept in the result with phase
    boundaries in ``meta['phases']``.
@@ -338,14 +341,16 @@ def measure_model(
     latency, iqr = _stats(times)
     unavailable: dict[str, str] = {}
     busy_w, busy_how = recorder.mean_power(t_win0, t_win1)
+    batch_time = (t_win1 - t_win0) / n_win  # energy counted in the window / batches run in it
     if meter.measures_idle:
         idle_w, idle_how = recorder.mean_power(t_idle0, t_idle1)
-        energy_above = (busy_w - idle_w) * latency
+        energy_above = (busy_w - idle_w) * batch_time
     else:
         idle_w, idle_how = None, None
         unavailable["idle_power_w"] = f"{meter.source} models active energy only: no idle draw"
-        energy_above = busy_w * latency
-    subs = recorder.sub_window_powers(t_win0, t_win1, n=5)
+        energy_above = busy_w * batch_time
+    n_updates = sum(1 for t, _ in recorder.counter if t_win0 <= t <= t_win1)
+    subs = recorder.sub_window_powers(t_win0, t_win1, n=max(3, min(8, n_updates // 3)))
     spread = None
     if len(subs) >= 3 and np.median(subs) > 0:
         q1, q3 = np.percentile(subs, [25, 75])
@@ -373,10 +378,10 @@ def measure_model(
             "energy_window": {
                 "seconds": t_win1 - t_win0,
                 "iterations": n_win,
-                "batch_time_s": (t_win1 - t_win0) / n_win,
+                "batch_time_s": batch_time,
                 "mean_power_w": busy_w,
                 "method": busy_how,
-                "counter_updates": sum(1 for t, _ in recorder.counter if t_win0 <= t <= t_win1),
+                "counter_updates": n_updates,
                 "sub_window_power_w": subs,
             },
             "idle_window": {"seconds": t_idle1 - t_idle0, "method": idle_how},
@@ -401,7 +406,7 @@ def measure_model(
         latency_iqr_s=iqr,
         latency_ci_rel=median_ci_rel(times),
         source=meter.source,
-        energy_j=busy_w * latency,
+        energy_j=busy_w * batch_time,
         energy_above_idle_j=energy_above,
         idle_power_w=idle_w,
         peak_power_w=peak,

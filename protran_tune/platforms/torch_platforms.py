@@ -58,6 +58,7 @@ class TorchPlatform(Platform):
     """
 
     default_warmup_s: float = 0.0
+    first_warmup_s: float = 0.0  # extra warm-up of a process's first measurement (lazy library init)
 
     def __init__(
         self,
@@ -84,6 +85,7 @@ class TorchPlatform(Platform):
             torch.set_num_threads(int(threads))
         self.device = self._device()
         self.meter = self._open_meter()
+        self._measured = 0
 
     def _device(self) -> str:
         return "cpu"
@@ -94,6 +96,8 @@ class TorchPlatform(Platform):
     def measure(self, arch: Architecture, workload: Workload) -> Measurement:
         from protran_tune.platforms.protocol import measure_model
 
+        first = self._measured == 0
+        self._measured += 1
         return measure_model(
             lambda: self.model_factory(arch, workload),
             workload,
@@ -102,11 +106,15 @@ class TorchPlatform(Platform):
             device=self.device,
             idle_window_s=self.idle_window_s,
             energy_window_s=self.energy_window_s,
-            warmup_s=self.warmup_s,
+            warmup_s=self.warmup_s + (self.first_warmup_s if first else 0.0),
             time_budget_s=self.time_budget_s,
             max_auto_batch=self.max_auto_batch,
-            meta={"arch_hash": arch.content_hash(), "n_layers": arch.n_layers, "task": self.task},
+            meta={"arch_hash": arch.content_hash(), "n_layers": arch.n_layers, "task": self.task,
+                  "first_in_process": first, **self._extra_meta()},
         )
+
+    def _extra_meta(self) -> dict[str, Any]:
+        return {}
 
     def describe(self) -> dict[str, Any]:
         return {"platform": self.name, "device": self.device, "meter": self.meter.describe()}
@@ -175,10 +183,28 @@ class CUDAPlatform(TorchPlatform):
     """
 
     default_warmup_s = 0.5  # clocks ramp up and kernels are selected within a few hundred ms
+    first_warmup_s = 1.5  # the first measurement of a process also pays CUDA/cuBLAS initialisation
 
-    def __init__(self, *, index: int = 0, **kw: Any) -> None:
+    def __init__(self, *, index: int = 0, baseline_idle_s: float = 1.0, **kw: Any) -> None:
         self.index = int(index)
         super().__init__(**kw)
+        self.baseline_idle_w: float | None = None
+        if baseline_idle_s > 0:  # before this process creates a CUDA context on the GPU
+            from protran_tune.platforms.meters import PowerRecorder
+            import time
+
+            rec = PowerRecorder(self.meter).start()
+            t0 = time.perf_counter()
+            time.sleep(baseline_idle_s)
+            t1 = time.perf_counter()
+            rec.stop()
+            self.baseline_idle_w = rec.mean_power(t0, t1)[0]
+
+    def _extra_meta(self) -> dict[str, Any]:
+        return {"idle_power_before_context_w": self.baseline_idle_w}
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "idle_power_before_context_w": self.baseline_idle_w}
 
     def _device(self) -> str:
         import torch
