@@ -72,8 +72,9 @@ def conform_params(arch: Architecture, fixed: Mapping[str, Any]) -> dict[str, An
 
 
 def trial_architecture(trial: "FrozenTrial", space: DesignSpace | None = None) -> Architecture | None:
-    """The architecture a trial proposes or evaluated, from its system attrs, params or fixed params."""
-    for source in (trial.system_attrs.get(PARAMS_ATTR), trial.params, trial.system_attrs.get("fixed_params")):
+    """The architecture a trial evaluated (its params, once complete), else the one proposed for it
+    (system attrs), else its enqueued fixed params; ``None`` if none parses."""
+    for source in (trial.params, trial.system_attrs.get(PARAMS_ATTR), trial.system_attrs.get("fixed_params")):
         if source and "n_layers" in source:
             try:
                 return params_to_architecture(source, space)
@@ -149,6 +150,13 @@ class ArchitectureSampler(BaseSampler):
     def after_trial(
         self, study: "Study", trial: "FrozenTrial", state: TrialState, values: Sequence[float] | None
     ) -> None:
+        # Record the architecture actually evaluated (fixed parameters may have changed the proposal).
+        try:
+            evaluated = params_to_architecture(trial.params).to_json()
+        except (ValueError, TypeError):
+            evaluated = None
+        if evaluated is not None and trial.user_attrs.get(USER_ATTR) != evaluated:
+            study._storage.set_trial_user_attr(trial._trial_id, USER_ATTR, evaluated)
         if self._independent_sampler is not None:
             self._independent_sampler.after_trial(study, trial, state, values)
 
@@ -171,6 +179,11 @@ class ArchitectureSampler(BaseSampler):
                 )
             return self._independent_sampler.sample_independent(study, trial, param_name, param_distribution)
         params = self._trial_params(study, trial)
+        decided = {k: v for k, v in trial.params.items() if is_architecture_param(k)}
+        if any(params.get(k) != v for k, v in decided.items()):
+            # Some parameters came from elsewhere (PartialFixedSampler, a user's suggest before ours):
+            # fill the rest from the chosen architecture, consistently with them.
+            params = conform_params(params_to_architecture(params), decided)
         if param_name not in params:
             raise ValueError(
                 f"trial {trial.number}: parameter {param_name!r} does not belong to the architecture "
