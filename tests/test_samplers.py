@@ -36,11 +36,16 @@ from protran_tune.samplers import (
 from protran_tune.samplers._base import INFO_ATTR, PARAMS_ATTR
 from protran_tune.space import architecture_to_params, get_space, params_to_architecture, suggest_architecture
 from protran_tune.space.search_space import optuna_distributions
-from test_samplers_support import SMALL_SPACE_YAML, ForestSurrogate, hardware_objective, hardware_values
+from test_samplers_support import SMALL_SPACE_YAML, ForestSurrogate, hardware_objective, hardware_values, max_normalised_std
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 SPACE = "protran-table1"
 DIRECTIONS = ["minimize"] * 3
+
+try:  # the package's acquisition once available, else the same contract implemented here
+    from protran_tune.samplers.acquisition import select_queries as ACQUISITION
+except ImportError:
+    ACQUISITION = max_normalised_std
 
 FACTORIES: dict[str, Callable[..., optuna.samplers.BaseSampler]] = {
     "lhs": lambda space=SPACE, **kw: LatinHypercubeSampler(space, n_points=8, seed=0, **kw),
@@ -49,7 +54,8 @@ FACTORIES: dict[str, Callable[..., optuna.samplers.BaseSampler]] = {
     "hammersly": lambda space=SPACE, **kw: HammerslySampler(space, n_points=8, seed=0, **kw),
     "random": lambda space=SPACE, **kw: RandomArchitectureSampler(space, n_points=8, seed=0, **kw),
     "active": lambda space=SPACE, **kw: ActiveLearningSampler(
-        ForestSurrogate(random_state=0), space, n_startup_trials=3, n_candidates=64, seed=0, **kw
+        ForestSurrogate(random_state=0), space, n_startup_trials=3, n_candidates=64, seed=0,
+        acquisition=ACQUISITION, **kw
     ),
 }
 parametrize_sampler = pytest.mark.parametrize("make", list(FACTORIES.values()), ids=list(FACTORIES))
@@ -312,7 +318,7 @@ def test_active_learning_needs_latency_energy_and_peak_power_values() -> None:
     assert study.trials[0].state == TrialState.FAIL  # no zombie RUNNING trial
     # metric names select the targets among more objectives
     study = optuna.create_study(directions=["maximize"] + DIRECTIONS, sampler=ActiveLearningSampler(
-        ForestSurrogate(), SPACE, n_startup_trials=2, n_candidates=32, seed=0))
+        ForestSurrogate(), SPACE, n_startup_trials=2, n_candidates=32, seed=0, acquisition=ACQUISITION))
     study.set_metric_names(["accuracy", "latency", "energy", "peak_power"])
     study.optimize(lambda t: (0.5,) + hardware_values(suggest_architecture(t, SPACE)), n_trials=4)
     assert study.trials[-1].system_attrs[INFO_ATTR]["phase"] == "active"

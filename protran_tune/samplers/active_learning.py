@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 from optuna import logging as optuna_logging
@@ -62,6 +62,8 @@ class ActiveLearningSampler(ArchitectureSampler):
         objective_names: the study metrics used as targets; matched by ``study.metric_names`` when set,
             else the study must have exactly these objectives in this order.
         normaliser: passed to ``select_queries`` (``None``: its default, the targets' maxima).
+        acquisition: a replacement for ``select_queries`` with the same signature
+            ``(surrogate, X, k=1, normaliser=...) -> indices`` (``None``: ``select_queries``).
         seed: seed of the candidate pools and the surrogate.
         independent_sampler: sampler for non-architecture parameters (``None``: those are an error).
     """
@@ -79,6 +81,7 @@ class ActiveLearningSampler(ArchitectureSampler):
         candidates: Sequence[Architecture] | None = None,
         objective_names: Sequence[str] = DEFAULT_OBJECTIVES,
         normaliser: Any = None,
+        acquisition: Callable[..., Any] | None = None,
         seed: int | None = None,
         independent_sampler: BaseSampler | None = None,
     ) -> None:
@@ -130,6 +133,9 @@ class ActiveLearningSampler(ArchitectureSampler):
             self._candidate_embeddings = np.stack([self._space.embed(a) for a in self._candidates])
         self._objective_names = names
         self._normaliser = normaliser
+        if acquisition is not None and not callable(acquisition):
+            raise ValueError(f"acquisition must be callable (surrogate, X, k, normaliser) -> indices, got {acquisition!r}")
+        self._acquisition = acquisition
         self._mapping = ArchitectureMapping(self._space)
         self._encoder = FeatureEncoder(self._space)
         self._fitted: tuple[tuple[int, ...], Any] | None = None
@@ -228,7 +234,10 @@ class ActiveLearningSampler(ArchitectureSampler):
         if not active:
             arch, info = self._seed_sampler._propose(study, trial, exclude)
             return arch, {**info, "sampler": type(self).__name__, "phase": "seed", "seed_sampler": str(self._seed_sampler)}
-        from protran_tune.samplers.acquisition import select_queries
+        if self._acquisition is not None:
+            select_queries = self._acquisition
+        else:
+            from protran_tune.samplers.acquisition import select_queries
 
         model, n_train, skipped = self.fitted_surrogate(study)
         E = self.candidate_pool(study, trial.number, exclude)
