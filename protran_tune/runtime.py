@@ -13,7 +13,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shutil
 import socket
+import sys
+import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -140,6 +143,25 @@ def resolve_ray_address(address: str | None) -> str | None:
     return os.environ.get("RAY_ADDRESS") or None
 
 
+def _enable_token_auth() -> None:
+    """``RAY_AUTH_MODE=token`` for this process and its children, also if Ray is already imported."""
+    os.environ["RAY_AUTH_MODE"] = "token"
+    if "ray" in sys.modules:  # Ray caches its config at import: refresh it (as ray.init does for its default)
+        from ray._raylet import Config
+
+        Config.initialize("")
+
+
+def _loopback_only() -> None:
+    """Make a local Ray take 127.0.0.1 as its node address (Ray maps 127.0.0.1 to the eth0 address
+    unless its single-machine mode, ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``, is on)."""
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    if "ray" in sys.modules:
+        import ray._private.ray_constants as constants
+
+        constants.ENABLE_RAY_CLUSTER = False
+
+
 @contextlib.contextmanager
 def ray_session(
     address: str | None = None,
@@ -159,9 +181,13 @@ def ray_session(
         ``{"address": ..., "started": bool}``. Token authentication stays on for local Rays
         (``RAY_AUTH_MODE=token`` unless the user set it); Ray generates the token on first start.
     """
+    address = resolve_ray_address(address)
+    if address is None:
+        if "RAY_AUTH_MODE" not in os.environ:
+            _enable_token_auth()
+        _loopback_only()
     import ray
 
-    address = resolve_ray_address(address)
     if ray.is_initialized():  # already connected (e.g. inside a Ray job): use it, leave it running
         yield {"address": address or "current", "started": False}
         return
@@ -169,22 +195,31 @@ def ray_session(
     if runtime_env:
         kwargs["runtime_env"] = dict(runtime_env)
     started = address is None
+    temp_dir = None
     if started:
-        os.environ.setdefault("RAY_AUTH_MODE", "token")
+        # "local" forces a new Ray owned by this process even where another Ray runs on the machine;
+        # its own temp dir keeps it apart from them (sockets, session files, logs).
+        temp_dir = tempfile.mkdtemp(prefix="ptray-", dir="/tmp" if os.path.isdir("/tmp") else None)
+        address = "local"
         kwargs.update(
             num_cpus=num_cpus,
             resources=dict(resources or {}),
             include_dashboard=False,
             _node_ip_address=LOOPBACK,
+            _temp_dir=temp_dir,
         )
     try:
         context = ray.init(address=address, **kwargs)
     except Exception as exc:  # ConnectionError, RuntimeError, AuthenticationError, ...
         with contextlib.suppress(Exception):
             ray.shutdown()
-        where = f"Ray cluster {address!r}" if address else "a local Ray"
+        if temp_dir is not None:
+            shutil.rmtree(temp_dir, ignore_errors=True)
+        where = "a local Ray" if started else f"Ray cluster {address!r}"
         raise UsageError(f"could not connect to {where}: {_first_line(exc)}") from None
     try:
         yield {"address": getattr(context, "address_info", {}).get("gcs_address", address), "started": started}
     finally:
         ray.shutdown()
+        if temp_dir is not None:
+            shutil.rmtree(temp_dir, ignore_errors=True)

@@ -17,7 +17,7 @@ from protran_tune.commands._common import (
 
 EPILOG = """\
 defaults are small so a profile finishes in minutes on a 2-core CPU: platform cpu, inference at batch 1
-x 32 tokens, 16 Latin-hypercube seed + 16 active-learning architectures, 8 held out, stop when every
+x 32 tokens, 5-20 timed repeats within 2 s per architecture, 16 Latin-hypercube seed + 16 active-learning architectures, 8 held out, stop when every
 held-out normalised test MSE < 0.003 or at the budget. Rerunning with the same --study resumes.
 
 example:
@@ -36,12 +36,17 @@ def register(subparsers: Any) -> None:
     p.add_argument("--study", default=None, help="study name (default profile-<platform>); rerun to resume")
     p.add_argument("--platform", default="cpu", help="platform name (default cpu)")
     p.add_argument("--platform-option", action="append", metavar="KEY=VALUE", help="platform constructor option")
+    p.add_argument("--plugin", action="append", default=[], metavar="MODULE",
+                   help="module to import first (registers platforms defined outside protran-tune; also in Ray actors)")
     p.add_argument("--space", default="flexibert2", help="design space (default flexibert2)")
     w = p.add_argument_group("workload")
     w.add_argument("--mode", choices=("inference", "training"), default="inference")
     w.add_argument("--batch-size", type=batch_size, default=1, help="sequences per batch or 'auto' (default 1)")
     w.add_argument("--seq-len", type=positive_int, default=32, help="tokens per sequence (default 32)")
-    w.add_argument("--max-repeats", type=positive_int, default=50, help="cap on timed repeats (default 50)")
+    w.add_argument("--max-repeats", type=positive_int, default=20, help="cap on timed repeats (default 20)")
+    w.add_argument("--min-repeats", type=positive_int, default=5, help="least timed repeats (default 5)")
+    w.add_argument("--latency-budget", type=float, default=2.0,
+                   help="seconds of timed repeats at most, for platforms that take time_budget_s (default 2)")
     w.add_argument("--target-ci", type=float, default=0.05,
                    help="stop repeating when the latency CI half-width is below this fraction (default 0.05)")
     a = p.add_argument_group("active learning")
@@ -71,8 +76,10 @@ def config_from_args(args: argparse.Namespace) -> Any:
     study = args.study or f"profile-{args.platform}"
     return ProfileConfig(
         study_name=study, platform=args.platform, platform_options=parse_options(args.platform_option),
+        plugins=list(args.plugin),
         space=args.space, mode=args.mode, batch_size=args.batch_size, seq_len=args.seq_len,
-        max_repeats=args.max_repeats, target_ci_rel=args.target_ci, seed_samples=args.seed_samples,
+        max_repeats=args.max_repeats, min_repeats=args.min_repeats, latency_budget_s=args.latency_budget,
+        target_ci_rel=args.target_ci, seed_samples=args.seed_samples,
         budget=args.budget, test_samples=args.test_samples, threshold=args.threshold, surrogate=args.surrogate,
         seed=args.seed, storage=args.storage, mlflow_uri=None if args.no_mlflow else args.mlflow_uri,
         experiment=args.experiment, artifacts=not args.no_artifacts, use_ray=not args.no_ray,
@@ -83,8 +90,15 @@ def config_from_args(args: argparse.Namespace) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
+    import importlib
+
     from protran_tune.platforms import available_platforms
 
+    for module in args.plugin:
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            raise ValueError(f"--plugin {module!r} cannot be imported: {exc}") from None
     if args.platform not in available_platforms():
         raise ValueError(f"unknown platform {args.platform!r}: known platforms are {available_platforms()}")
     cfg = config_from_args(args)

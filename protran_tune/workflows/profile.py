@@ -17,7 +17,7 @@ twice. Failures (out of memory, sensor error, actor death) are FAIL trials with 
 
 from __future__ import annotations
 
-import inspect
+import importlib
 import json
 import logging
 import os
@@ -43,18 +43,22 @@ class ProfileConfig:
     """Settings of one ``profile`` run (all recorded on the study and the MLflow parent run).
 
     Defaults are small so the README's main job finishes in minutes on a 2-core CPU: sequence length
-    32 and batch size 1 on ``cpu``, 16 seed + 16 active-learning architectures, 8 held out.
+    32 and batch size 1 on ``cpu``, 5-20 timed repeats within ``latency_budget_s`` (2 s, passed to
+    platforms that take ``time_budget_s``), 16 seed + 16 active-learning architectures, 8 held out.
     """
 
     study_name: str = "profile-cpu"
     platform: str = "cpu"
     platform_options: dict[str, Any] = field(default_factory=dict)
+    plugins: list[str] = field(default_factory=list)
     space: str = "flexibert2"
     mode: str = "inference"
     batch_size: int | None = 1
     seq_len: int = 32
-    max_repeats: int = 50
+    max_repeats: int = 20
+    min_repeats: int = 5
     target_ci_rel: float = 0.05
+    latency_budget_s: float | None = 2.0
     seed_samples: int = 16
     budget: int = 32
     test_samples: int = 8
@@ -86,7 +90,7 @@ class ProfileConfig:
 
     def workload(self) -> Workload:
         return Workload(mode=self.mode, batch_size=self.batch_size, seq_len=self.seq_len,
-                        max_repeats=self.max_repeats, min_repeats=min(10, self.max_repeats),
+                        max_repeats=self.max_repeats, min_repeats=min(self.min_repeats, self.max_repeats),
                         target_ci_rel=self.target_ci_rel, seed=self.seed)
 
 
@@ -108,29 +112,19 @@ class ProfileResult:
 
 
 # --------------------------------------------------------------------------- samplers
-def _kwargs_for(cls: Any, candidates: dict[str, Any]) -> dict[str, Any]:
-    params = inspect.signature(cls).parameters
-    return {k: v for k, v in candidates.items() if k in params}
-
-
 def build_sampler(cfg: ProfileConfig) -> Any:
-    """Latin-hypercube seed then active learning (``protran_tune.samplers``); random if they are absent."""
-    import optuna
+    """Latin-hypercube seed of ``seed_samples``, then active learning with the ``surrogate``."""
+    from protran_tune.samplers import ActiveLearningSampler, LatinHypercubeSampler
+    from protran_tune.tracking.records import METRIC_NAMES
 
-    from protran_tune.workflows.fit import make_regressor
-
+    seed_sampler = LatinHypercubeSampler(cfg.space, n_points=cfg.seed_samples, seed=cfg.seed)
     try:
-        from protran_tune.samplers import ActiveLearningSampler, LatinHypercubeSampler  # type: ignore[attr-defined]
+        from protran_tune.surrogates import make_surrogate  # noqa: F401
     except ImportError:
-        log.warning("protran_tune.samplers has no ActiveLearningSampler yet: sampling at random")
-        return optuna.samplers.RandomSampler(seed=cfg.seed)
-    common = {"space": cfg.space, "seed": cfg.seed}
-    seed_sampler = LatinHypercubeSampler(**_kwargs_for(LatinHypercubeSampler, {**common, "n_samples": cfg.seed_samples}))
-    al = {**common, "surrogate": make_regressor(cfg.surrogate, cfg.seed), "n_startup_trials": cfg.seed_samples,
-          "seq_len": cfg.seq_len}
-    for name in ("startup_sampler", "seed_sampler", "independent_sampler"):
-        al[name] = seed_sampler
-    return ActiveLearningSampler(**_kwargs_for(ActiveLearningSampler, al))
+        log.warning("no surrogate registry (protran_tune.surrogates.make_surrogate): Latin-hypercube sampling only")
+        return seed_sampler
+    return ActiveLearningSampler(cfg.surrogate, cfg.space, n_startup_trials=cfg.seed_samples,
+                                 seed_sampler=seed_sampler, objective_names=METRIC_NAMES, seed=cfg.seed)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -479,6 +473,22 @@ def write_outputs(profiler: Profiler, result: ProfileResult, out_dir: Path) -> P
     return out_dir
 
 
+def platform_options(cfg: ProfileConfig) -> dict[str, Any]:
+    """``cfg.platform_options`` plus ``time_budget_s`` for platforms that accept it (torch platforms)."""
+    import inspect
+
+    from protran_tune.platforms.base import _REGISTRY, available_platforms
+
+    options = dict(cfg.platform_options)
+    if cfg.latency_budget_s is not None and "time_budget_s" not in options and cfg.platform in available_platforms():
+        cls = _REGISTRY[cfg.platform]
+        accepts = any("time_budget_s" in inspect.signature(k.__init__).parameters for k in cls.__mro__
+                      if "__init__" in vars(k))
+        if accepts:
+            options["time_budget_s"] = float(cfg.latency_budget_s)
+    return options
+
+
 def profile(cfg: ProfileConfig) -> ProfileResult:
     """Run ``profile`` with embedded defaults: storage, MLflow, local Ray (or ``--no-ray``)."""
     from protran_tune.runtime import open_storage, ray_session
@@ -504,8 +514,11 @@ def profile(cfg: ProfileConfig) -> ProfileResult:
                 tracker.finish_study(profiler.holdout_run, status)
                 tracker.finish_study(profiler.parent_run, status)
 
+    for module in cfg.plugins:
+        importlib.import_module(module)
+    cfg.platform_options = platform_options(cfg)
     if not cfg.use_ray:
         return go(InProcessExecutor(cfg.platform, workload, cfg.platform_options))
     resources = {f"platform:{cfg.platform}": float(cfg.n_workers or 1)}
     with ray_session(cfg.ray_address, num_cpus=os.cpu_count(), resources=resources):
-        return go(RayExecutor(cfg.platform, workload, cfg.platform_options, cfg.n_workers))
+        return go(RayExecutor(cfg.platform, workload, cfg.platform_options, cfg.n_workers, cfg.plugins))
