@@ -1,0 +1,388 @@
+"""Spread a batch of architectures over every device of a platform: :class:`PlatformPool`.
+
+The pool asks the cluster how many units of the resource ``platform:<name>`` exist
+(:func:`ray.cluster_resources`), starts one :data:`~protran_tune.platforms.actors.PlatformActor` per unit
+(Ray places each on a node that advertises the resource) and feeds each actor the next architecture as
+soon as it is free. Records are yielded as they complete and, with ``out=``, appended to a JSON-lines
+file (flushed and fsynced one by one) in the ``measure`` command's format plus a ``node`` field, so a
+run that is interrupted loses nothing already measured and a rerun with the same file measures only
+what is missing.
+
+Faults: an actor that dies (process crash, ``ray.kill``, node loss) is restarted by Ray (``max_restarts``)
+and the measurement it was running is retried once, on whichever actor is free first; an architecture
+that kills its actor twice is recorded as failed. When Ray gives up on an actor (restarts exhausted) the
+pool starts a replacement (``max_replacements``). Measurement errors inside a live actor (out of memory,
+sensor unreadable) are failed records, never exceptions.
+
+Example (a local Ray with two ``cpu`` devices)::
+
+    import ray
+    from protran_tune.platforms.pool import PlatformPool
+    ray.init(num_cpus=2, resources={"platform:cpu": 2}, include_dashboard=False)
+    with PlatformPool("cpu") as pool:
+        for record in pool.map(archs, out="results.jsonl"):
+            print(record["arch_hash"], record["status"], record["node"]["hostname"])
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections import deque
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
+
+from protran_tune.platforms.actors import RESOURCE_PREFIX, platform_resource, start_platform_actor
+from protran_tune.platforms.base import Workload
+from protran_tune.space import Architecture
+
+import ray  # noqa: E402  (imported after actors, which makes ``import ray`` safe)
+from ray.exceptions import GetTimeoutError, RayActorError  # noqa: E402
+
+#: ``on_result(record, done, total)``: called once per finished architecture, in completion order.
+ProgressCallback = Callable[[dict, int, int], None]
+
+
+def _as_architecture(item: Architecture | Mapping[str, Any], index: int) -> Architecture:
+    if isinstance(item, Architecture):
+        return item
+    try:
+        return Architecture.from_dict(item)
+    except ValueError as exc:
+        raise ValueError(f"archs[{index}]: {exc}") from None
+
+
+def read_measured_hashes(path: str | Path) -> set[str]:
+    """``arch_hash`` of every record already in a JSON-lines results file (empty set if it is absent).
+
+    A last line cut short by a crash mid-write is removed from the file (its architecture counts as not
+    measured); any other malformed line is a ``ValueError`` naming the line.
+    """
+    path = Path(path)
+    if not path.exists():
+        return set()
+    data = path.read_bytes()
+    if data and not data.endswith(b"\n"):
+        cut = data.rfind(b"\n") + 1
+        try:
+            json.loads(data[cut:])
+            with open(path, "ab") as fh:  # complete record without its newline: finish the line
+                fh.write(b"\n")
+        except json.JSONDecodeError:
+            with open(path, "r+b") as fh:  # torn final write: drop it
+                fh.truncate(cut)
+        data = path.read_bytes()
+    hashes: set[str] = set()
+    for lineno, line in enumerate(data.decode().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+            hashes.add(str(record["arch_hash"]))
+        except (json.JSONDecodeError, KeyError, TypeError) as exc:
+            raise ValueError(f"{path}:{lineno}: not a measurement record ({exc})") from None
+    return hashes
+
+
+def read_records(path: str | Path) -> list[dict[str, Any]]:
+    """Every record of a JSON-lines results file, in file order (see :func:`read_measured_hashes`)."""
+    read_measured_hashes(path)  # validates and repairs a torn last line
+    with open(path) as fh:
+        return [json.loads(line) for line in fh if line.strip()]
+
+
+def platform_units(platform: str) -> float:
+    """Units of resource ``platform:<platform>`` in the connected cluster (0 when none advertise it)."""
+    return float(ray.cluster_resources().get(platform_resource(platform), 0.0))
+
+
+def advertised_platforms() -> dict[str, float]:
+    """``{platform: units}`` for every ``platform:*`` resource of the connected cluster."""
+    return {
+        key[len(RESOURCE_PREFIX):]: float(value)
+        for key, value in ray.cluster_resources().items()
+        if key.startswith(RESOURCE_PREFIX)
+    }
+
+
+class PlatformPool:
+    """One :data:`PlatformActor` per device of ``platform``; :meth:`map` measures batches over all of them.
+
+    Args:
+        platform: registry name; devices advertise resource ``platform:<platform>``.
+        options: keyword options of the platform, built inside each actor.
+        workload: default :class:`Workload` of :meth:`map` (``Workload()`` when ``None``).
+        num_actors: actors to start; ``None`` = one per ``units_per_actor`` units in the cluster.
+        units_per_actor: resource units each actor holds (1 = one device).
+        plugins: modules imported in each actor first, to register platforms defined outside
+            protran-tune (importable on every node).
+        max_restarts: Ray restarts of a dead actor (``-1`` = unlimited).
+        max_replacements: new actors the pool may start after Ray gives up on one (default: ``num_actors``).
+        start_timeout_s: how long to wait for an actor to start or restart before giving up on it.
+        actor_options: extra ``.options`` of the actors (``num_cpus``, ``runtime_env``, ...).
+
+    Raises:
+        ValueError: Ray is not connected, no node advertises the platform, ``num_actors`` exceeds the
+            devices, or the platform cannot be built in an actor (unknown name, bad options).
+    """
+
+    def __init__(
+        self,
+        platform: str,
+        options: Mapping[str, Any] | None = None,
+        *,
+        workload: Workload | None = None,
+        num_actors: int | None = None,
+        units_per_actor: float = 1.0,
+        plugins: Sequence[str] = (),
+        max_restarts: int = 2,
+        max_replacements: int | None = None,
+        start_timeout_s: float = 300.0,
+        actor_options: Mapping[str, Any] | None = None,
+    ) -> None:
+        if not ray.is_initialized():
+            raise ValueError("Ray is not connected: call ray.init(...) (or ray.init(address='auto')) first")
+        resource = platform_resource(platform)
+        if not units_per_actor > 0:
+            raise ValueError(f"units_per_actor must be positive, got {units_per_actor!r}")
+        available = platform_units(platform)
+        capacity = int(available // units_per_actor + 1e-9)
+        if capacity < 1:
+            raise ValueError(
+                f"no node advertises resource {resource!r} ({units_per_actor} unit(s) per actor needed); "
+                f"advertised platforms: {advertised_platforms() or 'none'}. Start a node with "
+                f"--resources '{{\"{resource}\": 1}}'"
+            )
+        if num_actors is None:
+            num_actors = capacity
+        if isinstance(num_actors, bool) or not isinstance(num_actors, int) or not 1 <= num_actors <= capacity:
+            raise ValueError(f"num_actors must be an integer in [1, {capacity}] ({resource}={available:g}), got {num_actors!r}")
+        if workload is not None and not isinstance(workload, Workload):
+            raise ValueError(f"workload must be a Workload, got {type(workload).__name__}")
+        self.platform = platform
+        self.options = dict(options or {})
+        self.workload = workload or Workload()
+        self.plugins = tuple(plugins)
+        self.units_per_actor = units_per_actor
+        self.max_restarts = max_restarts
+        self.max_replacements = num_actors if max_replacements is None else int(max_replacements)
+        self.start_timeout_s = float(start_timeout_s)
+        self.actor_options = dict(actor_options or {})
+        self.stats = {"measured": 0, "failed": 0, "actor_errors": 0, "retried": 0, "replaced": 0, "skipped": 0}
+        self._actors: list[Any] = [self._start_actor() for _ in range(num_actors)]
+        self._wait_started(self._actors)
+
+    # ----------------------------------------------------------------- actors
+    def _start_actor(self) -> Any:
+        return start_platform_actor(
+            self.platform, self.options, plugins=self.plugins, units=self.units_per_actor,
+            max_restarts=self.max_restarts, **self.actor_options,
+        )
+
+    def _wait_started(self, actors: Sequence[Any]) -> None:
+        refs = [actor.ping.remote() for actor in actors]
+        try:
+            ray.get(refs, timeout=self.start_timeout_s)
+        except RayActorError as exc:
+            self.shutdown()
+            raise ValueError(f"could not start platform {self.platform!r} in a Ray actor: {_cause(exc)}") from None
+        except GetTimeoutError:
+            self.shutdown()
+            raise ValueError(
+                f"platform actors for {self.platform!r} did not start within {self.start_timeout_s:g} s"
+            ) from None
+
+    @property
+    def size(self) -> int:
+        """Live actors (devices measuring in parallel)."""
+        return sum(actor is not None for actor in self._actors)
+
+    @property
+    def actors(self) -> list[Any]:
+        """Handles of the live actors (e.g. to ``ray.kill`` one in a fault drill)."""
+        return [a for a in self._actors if a is not None]
+
+    def describe(self) -> list[dict[str, Any]]:
+        """Each live actor's platform description and node."""
+        return ray.get([a.describe.remote() for a in self._actors if a is not None])
+
+    def shutdown(self) -> None:
+        """Kill the actors (idempotent)."""
+        for i, actor in enumerate(self._actors):
+            if actor is not None:
+                ray.kill(actor, no_restart=True)
+                self._actors[i] = None
+
+    def __enter__(self) -> "PlatformPool":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.shutdown()
+
+    # ----------------------------------------------------------------- measuring
+    def measure(
+        self, archs: Iterable[Architecture | Mapping[str, Any]], workload: Workload | None = None, **kwargs: Any
+    ) -> list[dict[str, Any]]:
+        """Measure a batch and return one record per input, in input order (duplicates share a record).
+
+        Keyword arguments are those of :meth:`map`; with ``out`` and ``resume``, architectures already in
+        the file are read back from it rather than measured again.
+        """
+        items = [_as_architecture(item, i) for i, item in enumerate(archs)]
+        by_hash = {rec["arch_hash"]: rec for rec in self.map(items, workload=workload, **kwargs)}
+        out = kwargs.get("out")
+        missing = {a.content_hash() for a in items} - set(by_hash)
+        if missing and out is not None:
+            for rec in read_records(out):
+                if rec.get("arch_hash") in missing:
+                    by_hash[rec["arch_hash"]] = rec
+        return [by_hash[a.content_hash()] for a in items]
+
+    def map(
+        self,
+        archs: Iterable[Architecture | Mapping[str, Any]],
+        *,
+        workload: Workload | None = None,
+        out: str | Path | None = None,
+        resume: bool = True,
+        on_result: ProgressCallback | None = None,
+    ) -> Iterator[dict[str, Any]]:
+        """Measure every distinct architecture once; yield its record as soon as it completes.
+
+        Args:
+            archs: :class:`Architecture` objects, their ``to_dict()`` or ProTran ``model_dict`` s.
+                Duplicates are measured once.
+            workload: overrides the pool's workload for this batch.
+            out: JSON-lines file the records are appended to as they arrive.
+            resume: with ``out``, skip architectures whose ``arch_hash`` is already in it.
+            on_result: ``on_result(record, done, total)`` after each record.
+
+        Records: the ``measure`` command's keys plus ``node`` (node id, IP, host name, pid of the actor)
+        and ``attempts`` (1, or 2 after an actor died while measuring).
+        """
+        work = workload or self.workload
+        if not isinstance(work, Workload):
+            raise ValueError(f"workload must be a Workload, got {type(work).__name__}")
+        todo: deque[tuple[str, dict[str, Any]]] = deque()
+        measured = read_measured_hashes(out) if (out is not None and resume) else set()
+        seen: set[str] = set()
+        for index, item in enumerate(archs):
+            arch = _as_architecture(item, index)
+            key = arch.content_hash()
+            if key in measured:
+                self.stats["skipped"] += 1
+            elif key not in seen:
+                todo.append((key, arch.to_dict()))
+            seen.add(key)
+        total = len(todo)
+        sink = open(out, "a") if out is not None else None
+        try:
+            yield from self._run(todo, work.to_dict(), total, sink, on_result)
+        finally:
+            if sink is not None:
+                sink.close()
+
+    def _run(
+        self,
+        todo: deque[tuple[str, dict[str, Any]]],
+        workload: dict[str, Any],
+        total: int,
+        sink: Any,
+        on_result: ProgressCallback | None,
+    ) -> Iterator[dict[str, Any]]:
+        attempts: dict[str, int] = {}
+        idle: deque[int] = deque(i for i, a in enumerate(self._actors) if a is not None)
+        inflight: dict[Any, tuple[str, int, tuple[str, dict[str, Any]] | None, float]] = {}
+        done = 0
+
+        def finish(record: dict[str, Any]) -> dict[str, Any]:
+            nonlocal done
+            done += 1
+            self.stats["measured" if record.get("status") == "ok" else "failed"] += 1
+            if sink is not None:
+                sink.write(json.dumps(record) + "\n")
+                sink.flush()
+                os.fsync(sink.fileno())
+            if on_result is not None:
+                on_result(record, done, total)
+            return record
+
+        def check(slot: int) -> None:
+            # Ray queues the ping until the restarted actor is up; a RayActorError means it is gone.
+            inflight[self._actors[slot].ping.remote()] = ("ping", slot, None, time.monotonic() + self.start_timeout_s)
+
+        while todo or inflight:
+            while idle and todo:
+                slot = idle.popleft()
+                key, arch = item = todo.popleft()
+                attempts[key] = attempts.get(key, 0) + 1
+                ref = self._actors[slot].measure.remote(arch, workload)
+                inflight[ref] = ("measure", slot, item, float("inf"))
+            if not inflight:  # work left but every actor is lost
+                while todo:
+                    key, arch = todo.popleft()
+                    yield finish(self._failed(key, arch, workload, attempts.get(key, 0),
+                                              f"no live {self.platform!r} actor left to measure it"))
+                break
+            deadline = min(entry[3] for entry in inflight.values())
+            timeout = None if deadline == float("inf") else max(0.0, deadline - time.monotonic())
+            ready, _ = ray.wait(list(inflight), num_returns=1, timeout=timeout)
+            if not ready:  # an actor did not come back in time: give up on it
+                now = time.monotonic()
+                for ref, (kind, slot, _, due) in list(inflight.items()):
+                    if kind == "ping" and due <= now:
+                        del inflight[ref]
+                        self._replace_or_drop(slot, idle, check)
+                continue
+            ref = ready[0]
+            kind, slot, item, _ = inflight.pop(ref)
+            try:
+                value = ray.get(ref)
+            except RayActorError as exc:
+                if kind == "ping":  # Ray gave up on this actor
+                    self._replace_or_drop(slot, idle, check)
+                    continue
+                self.stats["actor_errors"] += 1
+                key, arch = item
+                if attempts[key] < 2:
+                    self.stats["retried"] += 1
+                    todo.appendleft(item)
+                else:
+                    yield finish(self._failed(key, arch, workload, attempts[key],
+                                              f"actor died twice while measuring it: {_cause(exc)}"))
+                check(slot)
+                continue
+            if kind == "ping":
+                idle.append(slot)
+                continue
+            key = item[0]
+            value["attempts"] = attempts[key]
+            idle.append(slot)
+            yield finish(value)
+
+    def _replace_or_drop(self, slot: int, idle: deque[int], check: Callable[[int], None]) -> None:
+        old = self._actors[slot]
+        if old is not None:
+            ray.kill(old, no_restart=True)
+        if self.stats["replaced"] < self.max_replacements:
+            self.stats["replaced"] += 1
+            self._actors[slot] = self._start_actor()
+            check(slot)
+        else:
+            self._actors[slot] = None
+
+    def _failed(self, key: str, arch: dict[str, Any], workload: dict[str, Any], attempts: int, error: str) -> dict[str, Any]:
+        return {
+            "arch_hash": key, "architecture": arch, "platform": self.platform, "status": "failed",
+            "error": error, "measurement": None, "workload": workload, "node": None, "attempts": attempts,
+        }
+
+
+def _cause(exc: BaseException) -> str:
+    """The most telling line of a Ray error (the original exception where Ray kept it)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    for line in reversed(lines):
+        if "Error:" in line or "Exception:" in line:
+            return line
+    return lines[0] if lines else type(exc).__name__
