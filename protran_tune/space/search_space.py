@@ -84,9 +84,14 @@ def ray_tune_define_by_run(space: DesignSpace | str = "flexibert2") -> Callable[
     It suggests the architecture's parameters on the Optuna trial and returns the architecture JSON
     as a constant, which Tune passes in each trial's config under ``"architecture"``.
     """
-    space = get_space(space)
+    return _DefineByRun(get_space(space))
 
-    def define_by_run(trial: Any) -> dict[str, Any]:
-        return {"architecture": suggest_architecture(trial, space).to_json()}
 
-    return define_by_run
+class _DefineByRun:
+    """Picklable define-by-run callable (Tune checkpoints its searcher, space included, with pickle)."""
+
+    def __init__(self, space: DesignSpace) -> None:
+        self.space = space
+
+    def __call__(self, trial: Any) -> dict[str, Any]:
+        return {"architecture": suggest_architecture(trial, self.space).to_json()}
