@@ -29,26 +29,15 @@ def _trainable(config: dict) -> None:
 
 @pytest.fixture(scope="module")
 def local_ray():
-    """A fresh local Ray of our own: address="local" and a private temp dir, so that another Ray on
-    this machine (found through /tmp/ray) is neither joined nor disturbed. Ray's default token
-    authentication stays on (setting RAY_AUTH_MODE here, after ``import ray``, would reach the
-    started processes but not this driver)."""
-    import shutil
-    import tempfile
+    """A local Ray owned by this module, through the product's own session helper."""
+    from protran_tune.runtime import ray_session
 
     # trainables defined in test modules travel by value (the workers cannot import tests/)
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
     ray.cloudpickle.register_pickle_by_value(test_samplers_support)
-    temp_dir = tempfile.mkdtemp(prefix="rs", dir="/tmp")  # short: Ray's socket paths have a length limit
-    ray.init(
-        address="local", num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1",
-        _temp_dir=temp_dir, logging_level="WARNING", log_to_driver=False,
-    )
-    try:
-        yield
-    finally:
-        ray.shutdown()
-        shutil.rmtree(temp_dir, ignore_errors=True)
+    with ray_session(num_cpus=2) as info:
+        assert info["started"]
+        yield info
 
 
 @pytest.fixture
