@@ -15,7 +15,7 @@ from protran_tune.samplers._base import ArchitectureSampler, trial_architecture
 from protran_tune.samplers.qmc import ArchitectureMapping
 from protran_tune.samplers.qmc_sampler import LatinHypercubeSampler, QMCArchitectureSampler
 from protran_tune.space.architecture import Architecture
-from protran_tune.space.design_space import DesignSpace
+from protran_tune.space.design_space import BUILTIN_SPACES, DesignSpace, get_space
 from protran_tune.space.features import FeatureEncoder
 
 if TYPE_CHECKING:
@@ -66,6 +66,26 @@ class ActiveLearningSampler(ArchitectureSampler):
             ``(surrogate, X, k=1, normaliser=...) -> indices`` (``None``: ``select_queries``).
         seed: seed of the candidate pools and the surrogate.
         independent_sampler: sampler for non-architecture parameters (``None``: those are an error).
+
+    Example:
+
+        .. code-block:: python
+
+            import optuna
+            from protran_tune.samplers import ActiveLearningSampler
+            from protran_tune.space import suggest_architecture
+
+            def objective(trial):
+                arch = suggest_architecture(trial, "flexibert2")
+                m = platform.measure(arch, workload)  # a protran_tune.platforms Platform
+                return m.latency_s, m.energy_j, m.peak_power_w
+
+            study = optuna.create_study(
+                directions=["minimize"] * 3, storage="sqlite:///protran.db",
+                sampler=ActiveLearningSampler("bdt", "flexibert2", n_startup_trials=16, seed=0),
+            )
+            study.set_metric_names(["latency", "energy", "peak_power"])
+            study.optimize(objective, n_trials=64)
     """
 
     _check_running_duplicates = True
@@ -99,6 +119,9 @@ class ActiveLearningSampler(ArchitectureSampler):
             from protran_tune.surrogates import make_surrogate
 
             surrogate = make_surrogate(surrogate, random_state=self._seed)
+            if hasattr(surrogate, "get_params") and "space" in surrogate.get_params(deep=False):
+                builtin = self._space.name in BUILTIN_SPACES and get_space(self._space.name) == self._space
+                surrogate.set_params(space=self._space.name if builtin else self._space)
         if not (hasattr(surrogate, "fit") and hasattr(surrogate, "predict")):
             raise ValueError(f"surrogate must have fit(X, Y) and predict(X, return_std=True), got {type(surrogate).__name__}")
         if getattr(surrogate, "supports_std", True) is False:
@@ -107,9 +130,10 @@ class ActiveLearningSampler(ArchitectureSampler):
                 "learning needs predict(X, return_std=True)"
             )
         sur_space = getattr(surrogate, "space", None)
-        if self._uses_embeddings(surrogate) and sur_space is not None and str(sur_space) != self._space.name:
+        if self._uses_embeddings(surrogate) and sur_space is not None and not _same_space(sur_space, self._space):
             raise ValueError(
-                f"surrogate encodes embeddings of space {sur_space!r} but the sampler's space is {self._space.name!r}"
+                f"surrogate encodes embeddings of space {sur_space!r} but the sampler's space is {self._space.name!r}: "
+                "pass a surrogate with space=... matching the sampler"
             )
         if seed_sampler is None:
             seed_sampler = LatinHypercubeSampler(self._space, n_points=max(int(n_startup_trials), 1), seed=self._seed)
@@ -212,18 +236,16 @@ class ActiveLearningSampler(ArchitectureSampler):
             points = np.random.default_rng([self._seed, trial_number]).random((self._n_candidates, self._mapping.dim))
             E = self._mapping.embed_points(points)
         E = np.unique(E, axis=0)
-        taken = set(exclude) | set(self.existing_architectures(study))
-        if taken:
-            taken_rows = {tuple(self._space.embed(Architecture.from_json(j))) for j in taken if self._in_space(j)}
+        taken_rows = set()
+        for arch_json in set(exclude) | set(self.existing_architectures(study)):
+            try:
+                taken_rows.add(tuple(self._space.embed(Architecture.from_json(arch_json)).tolist()))
+            except ValueError:  # not in this space: cannot be a candidate anyway
+                continue
+        if taken_rows:
             keep = np.array([tuple(row) not in taken_rows for row in E.tolist()], dtype=bool)
             E = E[keep]
         return E
-
-    def _in_space(self, arch_json: str) -> bool:
-        try:
-            return self._space.contains(Architecture.from_json(arch_json))
-        except ValueError:
-            return False
 
     # ----------------------------------------------------------------- proposal
     def _propose(self, study: "Study", trial: "FrozenTrial", exclude: set[str]) -> tuple[Architecture, dict[str, Any]]:
@@ -269,6 +291,13 @@ class ActiveLearningSampler(ArchitectureSampler):
     def reseed_rng(self) -> None:
         super().reseed_rng()
         self._seed_sampler.reseed_rng()
+
+
+def _same_space(value: Any, space: DesignSpace) -> bool:
+    try:
+        return get_space(value) == space
+    except ValueError:
+        return False
 
 
 def _clone(estimator: Any) -> Any:
