@@ -16,7 +16,7 @@ import pytest
 from protran_tune.samplers.qmc import (
     METHODS,
     ArchitectureMapping,
-    embedding_lhs_architectures,
+    embedding_index_architectures,
     hammersly,
     sample_architectures,
     unit_points,
@@ -85,7 +85,7 @@ def test_every_sample_is_a_valid_member_and_marginals_are_unbiased(space, method
 
 def test_the_original_embedding_lhs_is_biased_and_ours_is_not() -> None:
     sp = get_space("flexibert2")
-    theirs = [layer.n_heads for a in embedding_lhs_architectures(sp, 256, seed=0) for layer in a.layers]
+    theirs = [layer.n_heads for a in embedding_index_architectures(sp, "lhs", 256, seed=0) for layer in a.layers]
     ours = [layer.n_heads for a in sample_architectures(sp, "lhs", 256, seed=0) for layer in a.layers]
     assert np.mean(np.isin(theirs, [8, 12])) > 0.97
     assert 0.4 < np.mean(np.isin(ours, [8, 12])) < 0.6

@@ -22,7 +22,7 @@ import numpy as np
 from protran_tune.samplers.qmc import (
     METHODS,
     ArchitectureMapping,
-    embedding_lhs_architectures,
+    embedding_index_architectures,
     sample_architectures,
     unit_points,
 )
@@ -31,7 +31,7 @@ from protran_tune.space.design_space import DesignSpace, get_space
 from protran_tune.space.features import FeatureEncoder
 
 DISTANCES: tuple[str, ...] = ("embedding", "features")
-ORIGINAL = "original-lhs"  # LHS over the embedding's index columns, as the original code did
+ORIGINAL = "original-"  # prefix: the same method over the embedding's index columns, as the original did
 
 
 def normalised_embeddings(space: DesignSpace, archs: Sequence[Architecture]) -> np.ndarray:
@@ -92,25 +92,29 @@ def head_count_shares(archs: Sequence[Architecture], space: DesignSpace) -> dict
 def sampling_study(
     space: DesignSpace | str = "flexibert2",
     n: int = 256,
-    seeds: Sequence[int] = (0, 1, 2, 3, 4),
+    seeds: Sequence[int] = tuple(range(10)),
     methods: Sequence[str] = METHODS,
     include_original: bool = True,
-    baseline: str = "random",
 ) -> tuple[dict[str, Any], dict[str, dict[str, np.ndarray]]]:
     """Quartiles of pairwise distances per method, seed and distance; the distances of the first seed.
 
-    Also records :func:`projected_discrepancy` of each method's unit-cube points (lower = more even)
-    and the share of layers per head count (the original's bias shows there).
+    Every method runs through our unbiased mapping and, with ``include_original``, through the
+    original code's mapping (the same point set over the embedding's index columns, named
+    ``original-<method>``: the paper's Fig. 5 experiment). Also records
+    :func:`projected_discrepancy` of each method's unit-cube points (lower = more even) and the share
+    of layers per head count (the original's bias shows there).
 
-    Returns ``(summary, distances)``: ``summary["methods"][method][kind]`` holds per-seed quartiles, the
-    median over seeds of each quartile and the Q1 ratio to ``baseline`` (same seeds, same run);
-    ``summary["highest_q1"][kind]`` names the method with the highest median Q1 and how many seeds it
-    won. ``distances`` (first seed) feeds :func:`plot_pairwise_distances`.
+    Returns ``(summary, distances)``: ``summary["methods"][name][kind]`` holds per-seed quartiles, the
+    median over seeds of each quartile, the worst seed's Q1, its spread, and the Q1 ratio to random
+    sampling through the same mapping (same seeds, same run); ``summary["highest_q1"][mapping][kind]``
+    names the method with the highest median Q1 and how many seeds it won. ``distances`` (first
+    seed) feeds :func:`plot_pairwise_distances`.
     """
     space = get_space(space)
-    names = list(methods) + ([ORIGINAL] if include_original else [])
-    if baseline not in names:
-        raise ValueError(f"baseline {baseline!r} is not among the compared methods {names}")
+    mappings = {"ours": {m: m for m in methods}}
+    if include_original:
+        mappings["original"] = {m: ORIGINAL + m for m in methods}
+    names = [name for row in mappings.values() for name in row.values()]
     per_seed: dict[str, dict[str, list[dict[str, float]]]] = {m: {k: [] for k in DISTANCES} for m in names}
     discrepancy: dict[str, list[float]] = {m: [] for m in methods}
     dim = ArchitectureMapping(space).dim
@@ -120,8 +124,8 @@ def sampling_study(
         samples = {m: sample_architectures(space, m, n, seed=seed) for m in methods}
         for m in methods:
             discrepancy[m].append(projected_discrepancy(unit_points(m, n, dim, seed=seed)))
-        if include_original:
-            samples[ORIGINAL] = embedding_lhs_architectures(space, n, seed=seed)
+            if include_original:
+                samples[ORIGINAL + m] = embedding_index_architectures(space, m, n, seed=seed)
         dists = pairwise_distances(space, samples)
         for kind in DISTANCES:
             for m in names:
@@ -129,7 +133,14 @@ def sampling_study(
         if s_i == 0:
             first = dists
             shares = {m: head_count_shares(samples[m], space) for m in names}
-    summary: dict[str, Any] = {"space": space.name, "n": n, "seeds": list(seeds), "baseline": baseline, "methods": {}}
+    summary: dict[str, Any] = {
+        "space": space.name, "n": n, "seeds": list(seeds), "baseline": "random (through the same mapping)",
+        "distances": {
+            "embedding": "ProTran embedding, each column divided by (number of values - 1) in the space",
+            "features": "FeatureEncoder features, standardised with the pooled mean/std of all samples of the seed",
+        },
+        "methods": {},
+    }
     for m in names:
         entry: dict[str, Any] = {"head_count_shares_seed0": shares[m]}
         if m in discrepancy:  # of the unit-cube points (the original's live in another cube)
@@ -139,45 +150,63 @@ def sampling_study(
         for kind in DISTANCES:
             rows = per_seed[m][kind]
             med = {q: float(np.median([r[q] for r in rows])) for q in rows[0]}
-            entry[kind] = {"per_seed": rows, "median_over_seeds": med}
+            q1s = [r["q1"] for r in rows]
+            entry[kind] = {
+                "per_seed": rows, "median_over_seeds": med,
+                "q1_worst_seed": float(min(q1s)), "q1_std_over_seeds": float(np.std(q1s)),
+            }
         summary["methods"][m] = entry
     summary["highest_q1"] = {}
-    for kind in DISTANCES:
-        q1 = {m: summary["methods"][m][kind]["median_over_seeds"]["q1"] for m in names}
-        base = q1[baseline]
-        for m in names:
-            summary["methods"][m][kind]["q1_ratio_to_baseline"] = q1[m] / base
-        best = max(q1, key=q1.__getitem__)
-        wins = sum(
-            1 for s in range(len(seeds))
-            if max(names, key=lambda m: per_seed[m][kind][s]["q1"]) == best
-        )
-        summary["highest_q1"][kind] = {"method": best, "q1": q1[best], "seeds_won": wins, "of_seeds": len(seeds)}
+    for mapping, row in mappings.items():
+        summary["highest_q1"][mapping] = {}
+        for kind in DISTANCES:
+            q1 = {name: summary["methods"][name][kind]["median_over_seeds"]["q1"] for name in row.values()}
+            base = q1[row["random"]] if "random" in row else None
+            for name in row.values():
+                summary["methods"][name][kind]["q1_ratio_to_baseline"] = q1[name] / base if base else None
+            best = max(q1, key=q1.__getitem__)
+            wins = sum(
+                1 for s in range(len(seeds))
+                if max(row.values(), key=lambda name: per_seed[name][kind][s]["q1"]) == best
+            )
+            summary["highest_q1"][mapping][kind] = {"method": best, "q1": q1[best], "seeds_won": wins, "of_seeds": len(seeds)}
     return summary, first
 
 
 def plot_pairwise_distances(distances: Mapping[str, Mapping[str, np.ndarray]], path: str | Path, title: str = "") -> Path:
-    """Box plots (one panel per distance kind) of pairwise distances per method; saves a PNG."""
+    """Box plots of pairwise distances per method (columns: distance kinds; rows: our mapping and,
+    where present, the original's ``original-<method>`` samples); saves a PNG."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     kinds = [k for k in DISTANCES if k in distances]
-    fig, axes = plt.subplots(1, len(kinds), figsize=(6 * len(kinds), 4.2), squeeze=False)
+    all_methods = list(distances[kinds[0]])
+    rows = [("unbiased mapping (ours)", [m for m in all_methods if not m.startswith(ORIGINAL)])]
+    original = [m for m in all_methods if m.startswith(ORIGINAL)]
+    if original:
+        rows.append(("original mapping (embedding index columns)", original))
+    fig, axes = plt.subplots(len(rows), len(kinds), figsize=(6 * len(kinds), 3.8 * len(rows)), squeeze=False)
     labels = {"embedding": "ProTran embedding, columns scaled to [0, 1]", "features": "dense features, standardised"}
-    for ax, kind in zip(axes[0], kinds):
-        methods = list(distances[kind])
-        ax.boxplot([distances[kind][m] for m in methods], showfliers=False)
-        ax.set_xticks(range(1, len(methods) + 1), methods, rotation=20)
-        ax.set_ylabel("pairwise Euclidean distance")
-        ax.set_title(labels.get(kind, kind), fontsize=10)
-        ax.grid(axis="y", alpha=0.3)
+    for r, (row_name, methods) in enumerate(rows):
+        for c, kind in enumerate(kinds):
+            ax = axes[r][c]
+            ax.boxplot([distances[kind][m] for m in methods], showfliers=False)
+            ax.set_xticks(range(1, len(methods) + 1), [m.removeprefix(ORIGINAL) for m in methods], rotation=15)
+            ax.set_ylabel("pairwise Euclidean distance")
+            ax.set_title(f"{row_name}\n{labels.get(kind, kind)}", fontsize=9)
+            ax.grid(axis="y", alpha=0.3)
+    for c in range(len(kinds)):  # one scale per distance kind
+        lo = min(axes[r][c].get_ylim()[0] for r in range(len(rows)))
+        hi = max(axes[r][c].get_ylim()[1] for r in range(len(rows)))
+        for r in range(len(rows)):
+            axes[r][c].set_ylim(lo, hi)
     if title:
         fig.suptitle(title, fontsize=11)
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=130)
+    fig.savefig(path, dpi=120)
     plt.close(fig)
     return path

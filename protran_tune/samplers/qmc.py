@@ -268,14 +268,17 @@ def sample_architectures(
     return mapping.decode_many(unit_points(method, n, mapping.dim, seed=seed, scramble=scramble))
 
 
-def embedding_lhs_architectures(space: DesignSpace | str = "flexibert2", n: int = 16, *, seed: int | None = None) -> list[Architecture]:
-    """The original ProTran seed: LHS over the embedding's *index* columns (biased; a reference only).
+def embedding_index_architectures(
+    space: DesignSpace | str = "flexibert2", method: str = "lhs", n: int = 16, *, seed: int | None = None
+) -> list[Architecture]:
+    """The original ProTran seed mapping (biased; a reference only): a point set over the embedding's
+    *index* columns.
 
     Column 0 picks the layer count, then per layer a uniform index over hidden sizes, feed-forward op
     types and attention op types (the last one makes 8 or 12 heads 99 % likely in FlexiBERT 2.0).
     """
     sp = get_space(space)
-    points = unit_points("lhs", n, sp.embedding_dim, seed=seed)
+    points = unit_points(method, n, sp.embedding_dim, seed=seed)
     sizes = [len(sp.layers)] + [len(sp.hidden_sizes), sp.n_feed_forward_op_types, sp.n_attention_op_types] * sp.max_layers
     out = []
     for p in points:
@@ -283,3 +286,8 @@ def embedding_lhs_architectures(space: DesignSpace | str = "flexibert2", n: int 
         e[1 + 3 * sp.layers[e[0]]:] = 0
         out.append(sp.decode(e))
     return out
+
+
+def embedding_lhs_architectures(space: DesignSpace | str = "flexibert2", n: int = 16, *, seed: int | None = None) -> list[Architecture]:
+    """:func:`embedding_index_architectures` with LHS: the original code's seed."""
+    return embedding_index_architectures(space, "lhs", n, seed=seed)
