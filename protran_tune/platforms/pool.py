@@ -30,6 +30,7 @@ import json
 import os
 import time
 from collections import deque
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
@@ -53,15 +54,23 @@ def _as_architecture(item: Architecture | Mapping[str, Any], index: int) -> Arch
         raise ValueError(f"archs[{index}]: {exc}") from None
 
 
-def read_measured_hashes(path: str | Path) -> set[str]:
-    """``arch_hash`` of every record already in a JSON-lines results file (empty set if it is absent).
+def record_key(record: Mapping[str, Any]) -> tuple:
+    """Identity of a record, as the ``measure`` command resumes on it:
+    ``(arch_hash, platform, mode, batch_size, seq_len, repeat)``."""
+    w = record.get("workload") or {}
+    return (record.get("arch_hash"), record.get("platform"), w.get("mode"), w.get("batch_size"),
+            w.get("seq_len"), record.get("repeat", 0))
+
+
+def read_records(path: str | Path) -> list[dict[str, Any]]:
+    """Every record of a JSON-lines results file, in file order (``[]`` if it is absent).
 
     A last line cut short by a crash mid-write is removed from the file (its architecture counts as not
     measured); any other malformed line is a ``ValueError`` naming the line.
     """
     path = Path(path)
     if not path.exists():
-        return set()
+        return []
     data = path.read_bytes()
     if data and not data.endswith(b"\n"):
         cut = data.rfind(b"\n") + 1
@@ -73,23 +82,23 @@ def read_measured_hashes(path: str | Path) -> set[str]:
             with open(path, "r+b") as fh:  # torn final write: drop it
                 fh.truncate(cut)
         data = path.read_bytes()
-    hashes: set[str] = set()
+    records = []
     for lineno, line in enumerate(data.decode().splitlines(), 1):
         if not line.strip():
             continue
         try:
             record = json.loads(line)
-            hashes.add(str(record["arch_hash"]))
-        except (json.JSONDecodeError, KeyError, TypeError) as exc:
+            if not isinstance(record, dict) or not isinstance(record.get("arch_hash"), str):
+                raise ValueError("no arch_hash")
+        except (json.JSONDecodeError, ValueError) as exc:
             raise ValueError(f"{path}:{lineno}: not a measurement record ({exc})") from None
-    return hashes
+        records.append(record)
+    return records
 
 
-def read_records(path: str | Path) -> list[dict[str, Any]]:
-    """Every record of a JSON-lines results file, in file order (see :func:`read_measured_hashes`)."""
-    read_measured_hashes(path)  # validates and repairs a torn last line
-    with open(path) as fh:
-        return [json.loads(line) for line in fh if line.strip()]
+def read_measured_hashes(path: str | Path) -> set[str]:
+    """``arch_hash`` of every record in a JSON-lines results file (see :func:`read_records`)."""
+    return {record["arch_hash"] for record in read_records(path)}
 
 
 def platform_units(platform: str) -> float:
@@ -234,10 +243,14 @@ class PlatformPool:
         out = kwargs.get("out")
         missing = {a.content_hash() for a in items} - set(by_hash)
         if missing and out is not None:
+            wanted = {self._key(h, (workload or self.workload).to_dict()) for h in missing}
             for rec in read_records(out):
-                if rec.get("arch_hash") in missing:
+                if record_key(rec) in wanted:
                     by_hash[rec["arch_hash"]] = rec
         return [by_hash[a.content_hash()] for a in items]
+
+    def _key(self, arch_hash: str, workload: dict[str, Any]) -> tuple:
+        return record_key({"arch_hash": arch_hash, "platform": self.platform, "workload": workload, "repeat": 0})
 
     def map(
         self,
@@ -246,6 +259,7 @@ class PlatformPool:
         workload: Workload | None = None,
         out: str | Path | None = None,
         resume: bool = True,
+        retry_failed: bool = False,
         on_result: ProgressCallback | None = None,
     ) -> Iterator[dict[str, Any]]:
         """Measure every distinct architecture once; yield its record as soon as it completes.
@@ -255,22 +269,28 @@ class PlatformPool:
                 Duplicates are measured once.
             workload: overrides the pool's workload for this batch.
             out: JSON-lines file the records are appended to as they arrive.
-            resume: with ``out``, skip architectures whose ``arch_hash`` is already in it.
+            resume: with ``out``, skip architectures already in it for this platform and workload
+                (same key as the ``measure`` command: hash, platform, mode, batch size, sequence length).
+            retry_failed: with ``resume``, measure again architectures whose record there failed.
             on_result: ``on_result(record, done, total)`` after each record.
 
-        Records: the ``measure`` command's keys plus ``node`` (node id, IP, host name, pid of the actor)
-        and ``attempts`` (1, or 2 after an actor died while measuring).
+        Records: the ``measure`` command's keys (``repeat`` is 0, ``finished_at`` UTC) plus ``node``
+        (node id, IP, host name, pid of the actor) and ``attempts`` (1, or 2 after an actor died while
+        measuring it).
         """
         work = workload or self.workload
         if not isinstance(work, Workload):
             raise ValueError(f"workload must be a Workload, got {type(work).__name__}")
         todo: deque[tuple[str, dict[str, Any]]] = deque()
-        measured = read_measured_hashes(out) if (out is not None and resume) else set()
+        wd = work.to_dict()
+        measured = set()
+        if out is not None and resume:
+            measured = {record_key(r) for r in read_records(out) if r.get("status") == "ok" or not retry_failed}
         seen: set[str] = set()
         for index, item in enumerate(archs):
             arch = _as_architecture(item, index)
             key = arch.content_hash()
-            if key in measured:
+            if self._key(key, wd) in measured:
                 self.stats["skipped"] += 1
             elif key not in seen:
                 todo.append((key, arch.to_dict()))
@@ -278,7 +298,7 @@ class PlatformPool:
         total = len(todo)
         sink = open(out, "a") if out is not None else None
         try:
-            yield from self._run(todo, work.to_dict(), total, sink, on_result)
+            yield from self._run(todo, wd, total, sink, on_result)
         finally:
             if sink is not None:
                 sink.close()
@@ -299,6 +319,8 @@ class PlatformPool:
         def finish(record: dict[str, Any]) -> dict[str, Any]:
             nonlocal done
             done += 1
+            record.setdefault("repeat", 0)
+            record["finished_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
             self.stats["measured" if record.get("status") == "ok" else "failed"] += 1
             if sink is not None:
                 sink.write(json.dumps(record) + "\n")

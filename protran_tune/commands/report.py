@@ -1,0 +1,65 @@
+"""``protran-tune report``: figures and a Markdown summary from measurement files."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from protran_tune.errors import UsageError
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "report",
+        help="plots (power traces, platform comparison, ...) and a summary.md linking them",
+        description=(
+            "Write PNG figures and summary.md into --out from measurement files: JSON-lines records of "
+            "'protran-tune measure' / the Ray pool, or the original ProTran results_*.json files. "
+            "Sections: power traces (Figs. 2/3), platforms normalised to --baseline (Fig. 4), and any "
+            "section other modules of protran_tune.reporting register."
+        ),
+    )
+    parser.add_argument("--measurements", "-m", nargs="+", required=True, metavar="FILE",
+                        help="measurement files (JSON lines or ProTran JSON); *.max_values.json are skipped")
+    parser.add_argument("--baseline", default=None, metavar="PLATFORM",
+                        help="platform label to normalise to (e.g. gpu_a100, cpu); default: the first file's")
+    parser.add_argument("--out", "-o", required=True, metavar="DIR", help="report folder (created)")
+    parser.add_argument("--section", action="append", default=None, metavar="NAME",
+                        help="only this section (repeatable); default: all registered sections")
+    parser.add_argument("--traces-per-platform", type=int, default=2, metavar="N",
+                        help="power-trace figures per platform (default 2)")
+    parser.add_argument("--trace-arch", action="append", default=[], metavar="HASH",
+                        help="plot the power trace of this architecture hash (repeatable)")
+    parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                        help="input of another section (e.g. study=NAME); repeatable")
+    parser.set_defaults(func=run)
+
+
+def _options(items: list[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--option must be KEY=VALUE, got {item!r}")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    from protran_tune.reporting import build_report
+
+    if args.traces_per_platform < 0:
+        raise UsageError(f"--traces-per-platform must be >= 0, got {args.traces_per_platform}")
+    options = _options(args.option)
+    options.setdefault("traces_per_platform", args.traces_per_platform)
+    if args.trace_arch:
+        options["trace_archs"] = ",".join(args.trace_arch)
+    result = build_report(args.measurements, args.out, baseline=args.baseline, sections=args.section, options=options)
+    print(f"report: {len(result.figures)} figure(s), {len(result.sections)} section(s); summary {result.summary}",
+          file=sys.stderr)
+    return 0
