@@ -1,0 +1,145 @@
+"""Query selection for active learning: the candidates of highest normalised uncertainty.
+
+Score of a candidate ``x``: ``sum_j std_j(x) / normaliser_j`` over the outputs ``j`` (latency, energy,
+peak power) with ``reduce="sum"`` (the default; ``reduce="max"`` takes the largest term instead).
+The normaliser is the per-output scale of the targets, by default the surrogate's ``y_max_`` (the
+maximum |Y| of its training data), so that outputs in seconds, joules and watts weigh alike.
+
+Batches (``k > 1``, e.g. one query per device or worker) are ``k`` distinct candidates chosen greedily:
+
+* ``diversity="kriging-believer"`` (GP surrogates, those with ``condition_on``): after each pick the
+  surrogate is conditioned on a fantasy observation (its own mean) there and the std recomputed;
+* ``diversity="penalty"``: after each pick, scores are multiplied by ``1 - exp(-d^2 / (2 r^2))``, ``d``
+  the distance to the pick in the surrogate's standardised input space and ``r`` the median
+  nearest-pick distance scale (``penalty_radius`` times the median distance of candidates to it);
+* ``diversity="auto"`` (default): kriging-believer when available, else penalty.
+
+Surrogates with a ``gobi_select`` method (BOSHNAS) choose by GOBI when ``method="auto"`` or ``"gobi"``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+REDUCTIONS = ("sum", "max")
+DIVERSITY = ("auto", "penalty", "kriging-believer", "none")
+METHODS = ("auto", "std", "gobi")
+
+
+def normalised_uncertainty(
+    surrogate: Any, X_candidates: Any, normaliser: Any = None, reduce: str = "sum"
+) -> np.ndarray:
+    """Per-candidate score ``(n,)``: std over normaliser, summed (or maxed) over outputs."""
+    if reduce not in REDUCTIONS:
+        raise ValueError(f"reduce must be one of {REDUCTIONS}, got {reduce!r}")
+    if not getattr(surrogate, "supports_std", True):
+        raise ValueError(
+            f"{type(surrogate).__name__} has no uncertainty model (supports_std=False); "
+            "use a surrogate with std (gp, bdt, boshnas, protran-adaboost) or random querying"
+        )
+    _, std = surrogate.predict(X_candidates, return_std=True)
+    norm = _normaliser(surrogate, normaliser, std.shape[1])
+    s = std / norm
+    if not np.isfinite(s).all():
+        raise ValueError(f"{type(surrogate).__name__} returned non-finite std for some candidates")
+    return s.sum(1) if reduce == "sum" else s.max(1)
+
+
+def _normaliser(surrogate: Any, normaliser: Any, k: int) -> np.ndarray:
+    if normaliser is None:
+        normaliser = getattr(surrogate, "y_max_", None)
+        if normaliser is None:
+            return np.ones(k)
+    norm = np.broadcast_to(np.asarray(normaliser, dtype=np.float64), (k,))
+    if not (np.isfinite(norm).all() and (norm > 0).all()):
+        raise ValueError(f"normaliser must be positive and finite per output, got {norm.tolist()}")
+    return norm
+
+
+def select_queries(
+    surrogate: Any,
+    X_candidates: Any,
+    k: int = 1,
+    normaliser: Any = None,
+    *,
+    reduce: str = "sum",
+    diversity: str = "auto",
+    method: str = "auto",
+    exclude: Any = None,
+    penalty_radius: float = 0.5,
+) -> np.ndarray:
+    """Indices ``(k,)`` of ``k`` distinct candidates to measure next, best first.
+
+    Args:
+        surrogate: a fitted surrogate with ``predict(X, return_std=True)``.
+        X_candidates: candidate inputs ``(n, d)`` in the surrogate's input format (embeddings).
+        k: number of distinct queries (e.g. one per device).
+        normaliser: per-output scale ``(n_outputs,)``; default the surrogate's ``y_max_``.
+        reduce: ``sum`` or ``max`` of the normalised stds over outputs.
+        diversity: batch rule (see module docstring).
+        method: ``auto`` (GOBI where the surrogate has it), ``std`` (score candidates only), ``gobi``.
+        exclude: indices never to return (already measured).
+        penalty_radius: radius of the distance penalty, relative to the median candidate distance.
+    """
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise ValueError(f"k must be a positive integer, got {k!r}")
+    if diversity not in DIVERSITY:
+        raise ValueError(f"diversity must be one of {DIVERSITY}, got {diversity!r}")
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    X = np.asarray(X_candidates)
+    if X.ndim != 2:
+        raise ValueError(f"X_candidates must be 2-D (n_candidates, n_features), got shape {X.shape}")
+    allowed = np.ones(len(X), dtype=bool)
+    if exclude is not None and len(np.atleast_1d(exclude)):
+        allowed[np.asarray(exclude, dtype=np.int64)] = False
+    if allowed.sum() < k:
+        raise ValueError(f"k={k} queries requested but only {int(allowed.sum())} candidates are available")
+    if method == "gobi" and not hasattr(surrogate, "gobi_select"):
+        raise ValueError(f"method='gobi' needs a surrogate with gobi_select (boshnas), got {type(surrogate).__name__}")
+    if method in ("auto", "gobi") and hasattr(surrogate, "gobi_select"):
+        k_out = getattr(surrogate, "n_outputs_", 1)
+        norm = _normaliser(surrogate, normaliser, k_out)
+        return surrogate.gobi_select(X, k=int(k), normaliser=norm, exclude=np.flatnonzero(~allowed))
+
+    if diversity == "auto":
+        diversity = "kriging-believer" if hasattr(surrogate, "condition_on") else "penalty"
+    if diversity == "kriging-believer" and not hasattr(surrogate, "condition_on"):
+        raise ValueError(f"diversity='kriging-believer' needs a surrogate with condition_on (gp), got {type(surrogate).__name__}")
+
+    score = normalised_uncertainty(surrogate, X, normaliser, reduce)
+    score = np.where(allowed, score, -np.inf)
+    chosen: list[int] = []
+    if diversity == "kriging-believer":
+        model = surrogate
+        cand = np.flatnonzero(allowed)
+        for _ in range(k):
+            idx = int(np.argmax(score))
+            chosen.append(idx)
+            score[idx] = -np.inf
+            if len(chosen) == k:
+                break
+            model = model.condition_on(X[[idx]])
+            live = cand[np.isfinite(score[cand])]
+            score[live] = normalised_uncertainty(model, X[live], _normaliser(surrogate, normaliser, model.n_outputs_), reduce)
+        return np.asarray(chosen, dtype=np.int64)
+
+    Z = surrogate.transform_inputs(X) if (diversity == "penalty" and k > 1 and hasattr(surrogate, "transform_inputs")) else None
+    radius2 = None
+    for _ in range(k):
+        idx = int(np.argmax(score))
+        chosen.append(idx)
+        score[idx] = -np.inf
+        if len(chosen) == k or diversity == "none" or Z is None:
+            continue
+        d2 = ((Z - Z[idx]) ** 2).sum(1)
+        if radius2 is None:
+            radius2 = max(float(np.median(d2[allowed])) * penalty_radius**2, 1e-12)
+        live = np.isfinite(score)
+        score[live] *= 1.0 - np.exp(-d2[live] / (2 * radius2))
+    return np.asarray(chosen, dtype=np.int64)
+
+
+__all__ = ["select_queries", "normalised_uncertainty", "REDUCTIONS", "DIVERSITY", "METHODS"]
