@@ -109,6 +109,7 @@ class TorchPlatform(Platform):
             warmup_s=self.warmup_s + (self.first_warmup_s if first else 0.0),
             time_budget_s=self.time_budget_s,
             max_auto_batch=self.max_auto_batch,
+            cuda_graph=getattr(self, "cuda_graph", False),
             meta={"arch_hash": arch.content_hash(), "n_layers": arch.n_layers, "task": self.task,
                   "first_in_process": first, **self._extra_meta()},
         )
@@ -180,13 +181,17 @@ class CUDAPlatform(TorchPlatform):
 
     Args:
         index: CUDA device index (as torch numbers them; mapped through ``CUDA_VISIBLE_DEVICES`` for NVML).
+        baseline_idle_s: seconds of idle measured at construction, before this process creates a
+            CUDA context (``meta['idle_power_before_context_w']``); 0 skips it.
+        cuda_graph: replay a captured CUDA graph for inference instead of eager launches.
     """
 
     default_warmup_s = 0.5  # clocks ramp up and kernels are selected within a few hundred ms
     first_warmup_s = 1.5  # the first measurement of a process also pays CUDA/cuBLAS initialisation
 
-    def __init__(self, *, index: int = 0, baseline_idle_s: float = 1.0, **kw: Any) -> None:
+    def __init__(self, *, index: int = 0, baseline_idle_s: float = 1.0, cuda_graph: bool = False, **kw: Any) -> None:
         self.index = int(index)
+        self.cuda_graph = bool(cuda_graph)
         super().__init__(**kw)
         self.baseline_idle_w: float | None = None
         if baseline_idle_s > 0:  # before this process creates a CUDA context on the GPU
