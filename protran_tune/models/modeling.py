@@ -29,8 +29,15 @@ from protran_tune.space.ops import conv_kernel, op_family
 
 try:  # transformers 5: init helpers that skip weights already loaded from a checkpoint
     from transformers import initialization as _init
-except ImportError:  # pragma: no cover - transformers 4
-    _init = nn.init  # type: ignore[assignment]
+except ImportError:  # pragma: no cover - older transformers
+    class _init:  # type: ignore[no-redef]
+        normal_ = staticmethod(nn.init.normal_)
+        zeros_ = staticmethod(nn.init.zeros_)
+
+        @staticmethod
+        def copy_(tensor: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
+            with torch.no_grad():
+                return tensor.copy_(other)
 
 
 class FlexiBertEmbeddings(nn.Module):
