@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from protran_tune.platforms.measurement import Measurement
-from protran_tune.runtime import DEFAULT_MLFLOW_URI, _sqlite_path, check_tracking_uri
+from protran_tune.runtime import DEFAULT_MLFLOW_URI, _sqlite_path, check_tracking_uri, tune_sqlite
 from protran_tune.space import Architecture
 from protran_tune.tracking.records import (
     architecture_params,
@@ -81,6 +81,8 @@ class MlflowTracker:
         from mlflow.tracking import MlflowClient
 
         self.tracking_uri = check_tracking_uri(tracking_uri)
+        if self.tracking_uri.startswith("sqlite:"):
+            tune_sqlite()
         self.artifacts = artifacts
         self.client = MlflowClient(tracking_uri=self.tracking_uri)
         try:

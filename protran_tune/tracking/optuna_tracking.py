@@ -20,6 +20,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from protran_tune.platforms.measurement import Measurement
+from protran_tune.tracking.records import architecture_from_attr
 from protran_tune.space import Architecture
 from protran_tune.space.search_space import optuna_distributions
 from protran_tune.tracking.records import METRIC_NAMES, measurement_summary, objective_values, record_key
@@ -45,7 +46,7 @@ def create_study(storage: Any, study_name: str, sampler: optuna.samplers.BaseSam
 def trial_attrs(arch: Architecture, m: Measurement | None, platform: str, workload: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """User attrs recorded on a trial (architecture, hash, platform, record key, measurement)."""
     wl = dict(workload or {})
-    attrs: dict[str, Any] = {"architecture": arch.to_dict(), "arch_hash": arch.content_hash(), "platform": platform}
+    attrs: dict[str, Any] = {"architecture": arch.to_json(), "arch_hash": arch.content_hash(), "platform": platform}
     if m is not None:
         attrs.update(measurement=m.to_dict(include_trace=True), summary=measurement_summary(m), source=m.source,
                      record_key=record_key(arch.content_hash(), platform, m.mode, m.batch_size, m.seq_len))
@@ -122,7 +123,7 @@ class StudyRecorder:
         for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             data = t.user_attrs.get("measurement")
             if data is not None:
-                arch = Architecture.from_dict(t.user_attrs["architecture"])
+                arch = architecture_from_attr(t.user_attrs["architecture"])
                 self.complete(t.number, arch, Measurement.from_dict(data), t.user_attrs.get("platform", data["platform"]))
             else:
                 pending.append(t.number)

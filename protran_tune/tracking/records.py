@@ -95,3 +95,9 @@ def measurement_from_record(record: Mapping[str, Any]) -> Measurement | None:
     """The :class:`Measurement` of a ``measure`` JSONL record (``None`` for a failed record)."""
     data = record.get("measurement")
     return None if data is None else Measurement.from_dict(data)
+
+
+def architecture_from_attr(value: Any) -> Architecture:
+    """The architecture of a trial's ``architecture`` user attr (canonical JSON string, as the samplers
+    record it, or a JSON object)."""
+    return Architecture.from_json(value) if isinstance(value, str) else Architecture.from_dict(value)

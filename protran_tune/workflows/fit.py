@@ -19,7 +19,8 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from protran_tune.space import Architecture, FeatureEncoder
+from protran_tune.tracking.records import architecture_from_attr
+from protran_tune.space import Architecture, get_space
 
 TARGET_NAMES: tuple[str, ...] = ("latency", "energy", "peak_power")
 
@@ -42,7 +43,7 @@ def dataset_from_trials(trials: Iterable[Any]) -> Dataset:
     for t in trials:
         if t.values is None or "architecture" not in t.user_attrs:
             continue
-        archs.append(Architecture.from_dict(t.user_attrs["architecture"]))
+        archs.append(architecture_from_attr(t.user_attrs["architecture"]))
         ys.append(list(t.values))
         plats.append(t.user_attrs.get("platform", ""))
     return Dataset(archs, np.asarray(ys, dtype=np.float64).reshape(-1, len(TARGET_NAMES)), plats)
@@ -107,41 +108,18 @@ def dataset_from_files(paths: Sequence[str | Path]) -> tuple[Dataset, list[str]]
 
 
 # --------------------------------------------------------------------------- surrogates
-class _ForestSurrogate:
-    """Fallback surrogate (extra-trees, std over trees) when the surrogate registry is unavailable."""
+def make_regressor(name: str, seed: int = 0, space: str = "flexibert2") -> Any:
+    """A surrogate by name (``gp``, ``dt``, ``bdt``, ``boshnas``, ...) taking ProTran embeddings of ``space``."""
+    from protran_tune.surrogates import make_surrogate, surrogate_class
 
-    supports_std = True
-
-    def __init__(self, random_state: int = 0) -> None:
-        self.random_state = random_state
-
-    def fit(self, X: np.ndarray, Y: np.ndarray) -> "_ForestSurrogate":
-        from sklearn.ensemble import ExtraTreesRegressor
-
-        self.model_ = ExtraTreesRegressor(n_estimators=100, random_state=self.random_state, n_jobs=1).fit(X, Y)
-        return self
-
-    def predict(self, X: np.ndarray, return_std: bool = False) -> Any:
-        per_tree = np.stack([t.predict(X) for t in self.model_.estimators_])
-        per_tree = per_tree.reshape(per_tree.shape[0], len(X), -1)
-        mean = per_tree.mean(0)
-        return (mean, per_tree.std(0)) if return_std else mean
+    params = {"space": space} if "space" in surrogate_class(name)().get_params() else {}
+    return make_surrogate(name, random_state=seed, **params)
 
 
-def make_regressor(name: str, seed: int = 0) -> Any:
-    """A surrogate by name (``gp``, ``dt``, ``bdt``, ``boshnas``) from :mod:`protran_tune.surrogates`."""
-    try:
-        from protran_tune.surrogates import make_surrogate  # type: ignore[attr-defined]
-    except ImportError:
-        make_surrogate = None
-    if make_surrogate is None:
-        if name not in ("bdt", "forest"):
-            raise ValueError(f"surrogate {name!r} is unavailable (protran_tune.surrogates.make_surrogate missing)")
-        return _ForestSurrogate(random_state=seed)
-    try:
-        return make_surrogate(name, random_state=seed)
-    except TypeError:
-        return make_surrogate(name)
+def embed(space: str, archs: Sequence[Architecture]) -> np.ndarray:
+    """ProTran embeddings ``(n, embedding_dim)`` of ``archs`` (the surrogates' input)."""
+    sp = get_space(space)
+    return np.stack([sp.embed(a) for a in archs]) if archs else np.zeros((0, sp.embedding_dim))
 
 
 @dataclass
@@ -173,7 +151,7 @@ class Evaluation:
                 "within_10pct": self.within_10pct}
 
 
-def fit_and_evaluate(surrogate: Any, encoder: FeatureEncoder, train: Dataset, test: Dataset,
+def fit_and_evaluate(surrogate: Any, space: str, train: Dataset, test: Dataset,
                      scale: np.ndarray | None = None) -> Evaluation:
     """Fit on ``train`` (normalised by ``scale``, default max over train and test) and score on ``test``."""
     from scipy.stats import kendalltau
@@ -182,8 +160,7 @@ def fit_and_evaluate(surrogate: Any, encoder: FeatureEncoder, train: Dataset, te
         raise ValueError(f"need at least 2 train and 2 test architectures, got {len(train)} and {len(test)}")
     if scale is None:
         scale = np.maximum(np.vstack([train.Y, test.Y]).max(0), 1e-30)
-    Xtr = encoder.transform_architectures(train.archs)
-    Xte = encoder.transform_architectures(test.archs)
+    Xtr, Xte = embed(space, train.archs), embed(space, test.archs)
     surrogate.fit(Xtr, train.Y / scale)
     mean, std = surrogate.predict(Xte, return_std=True)
     mean, std = np.asarray(mean).reshape(len(test), -1), np.asarray(std).reshape(len(test), -1)
@@ -238,7 +215,7 @@ class SurrogateModel(_PythonModel):  # type: ignore[misc, valid-type]
 
         column = model_input["architecture"] if hasattr(model_input, "columns") else model_input
         archs = [Architecture.from_json(a) if isinstance(a, str) else Architecture.from_dict(a) for a in column]
-        X = FeatureEncoder(self.space, seq_len=self.seq_len).transform_architectures(archs)
+        X = embed(self.space, archs)
         mean, std = self.surrogate.predict(X, return_std=True)
         mean, std = np.asarray(mean) * self.scale, np.asarray(std) * self.scale
         data = {}
@@ -298,12 +275,11 @@ def fit_surrogates(data: Dataset, names: Sequence[str], *, space: str = "flexibe
     if len(data) < 6:
         raise ValueError(f"need at least 6 measured architectures to fit and test, got {len(data)}")
     train, test = split(data, test_fraction, seed)
-    encoder = FeatureEncoder(space, seq_len=seq_len)
     scale = np.maximum(data.Y.max(0), 1e-30)
     reports = []
     for name in names:
-        evaluation = fit_and_evaluate(make_regressor(name, seed), encoder, train, test, scale=scale)
-        final = make_regressor(name, seed).fit(encoder.transform_architectures(data.archs), data.Y / scale)
+        evaluation = fit_and_evaluate(make_regressor(name, seed, space), space, train, test, scale=scale)
+        final = make_regressor(name, seed, space).fit(embed(space, data.archs), data.Y / scale)
         model = SurrogateModel(final, space, seq_len, scale)
         run_id = None
         if tracker is not None:

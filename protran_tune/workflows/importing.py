@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from protran_tune.platforms.measurement import Measurement
+from protran_tune.tracking.records import architecture_from_attr
 from protran_tune.space import Architecture
 from protran_tune.tracking.records import record_key
 from protran_tune.workflows.fit import read_records
@@ -81,7 +82,7 @@ def import_measurements(paths: Sequence[str | Path], storage: Any, *, study_name
                 if t.number not in logged and "architecture" in t.user_attrs and t.state.name in ("COMPLETE", "FAIL"):
                     data = t.user_attrs.get("measurement") if t.state.name == "COMPLETE" else None
                     tracker.log_trial(study=name, parent_run_id=parents[name], trial_number=t.number,
-                                      arch=Architecture.from_dict(t.user_attrs["architecture"]),
+                                      arch=architecture_from_attr(t.user_attrs["architecture"]),
                                       measurement=Measurement.from_dict(data) if data else None,
                                       platform=t.user_attrs.get("platform", ""), error=t.user_attrs.get("fail_reason"))
             tracker.finish_study(parents[name])

@@ -31,7 +31,8 @@ import numpy as np
 
 from protran_tune.platforms import Workload
 from protran_tune.runtime import DEFAULT_MLFLOW_URI, DEFAULT_STORAGE
-from protran_tune.space import Architecture, FeatureEncoder, get_space
+from protran_tune.tracking.records import architecture_from_attr
+from protran_tune.space import Architecture, get_space
 from protran_tune.space.search_space import params_to_architecture, suggest_architecture
 
 log = logging.getLogger(__name__)
@@ -118,11 +119,6 @@ def build_sampler(cfg: ProfileConfig) -> Any:
     from protran_tune.tracking.records import METRIC_NAMES
 
     seed_sampler = LatinHypercubeSampler(cfg.space, n_points=cfg.seed_samples, seed=cfg.seed)
-    try:
-        from protran_tune.surrogates import make_surrogate  # noqa: F401
-    except ImportError:
-        log.warning("no surrogate registry (protran_tune.surrogates.make_surrogate): Latin-hypercube sampling only")
-        return seed_sampler
     return ActiveLearningSampler(cfg.surrogate, cfg.space, n_startup_trials=cfg.seed_samples,
                                  seed_sampler=seed_sampler, objective_names=METRIC_NAMES, seed=cfg.seed)
 
@@ -193,7 +189,6 @@ class Profiler:
         self.executor = executor
         self.tracker = tracker
         self.workload = cfg.workload()
-        self.encoder = FeatureEncoder(cfg.space, seq_len=cfg.seq_len)
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         attrs = {"platform": cfg.platform, "space": cfg.space, "workload": self.workload.to_dict(),
                  "surrogate": cfg.surrogate, "threshold": cfg.threshold}
@@ -242,7 +237,7 @@ class Profiler:
         from protran_tune.platforms.measurement import Measurement
 
         data = frozen.user_attrs.get("measurement") if frozen.state.name == "COMPLETE" else None
-        arch = Architecture.from_dict(frozen.user_attrs["architecture"])
+        arch = architecture_from_attr(frozen.user_attrs["architecture"])
         self.tracker.log_trial(
             study=study_name, parent_run_id=run_id, trial_number=frozen.number, arch=arch,
             measurement=Measurement.from_dict(data) if data else None, platform=self.cfg.platform,
@@ -273,20 +268,20 @@ class Profiler:
                 from protran_tune.workflows.executors import Outcome
                 from protran_tune.platforms.measurement import Measurement
 
-                arch = Architecture.from_dict(t.user_attrs["architecture"])
+                arch = architecture_from_attr(t.user_attrs["architecture"])
                 self._record(recorder, run_id, study.study_name, t.number, arch,
                              Outcome(Measurement.from_dict(t.user_attrs["measurement"])))
                 done += 1
             else:
                 try:
-                    arch = (Architecture.from_dict(t.user_attrs["architecture"]) if "architecture" in t.user_attrs
+                    arch = (architecture_from_attr(t.user_attrs["architecture"]) if "architecture" in t.user_attrs
                             else params_to_architecture(t.params, self.cfg.space))
                 except ValueError:  # killed between ask and suggest: nothing was measured, nothing to keep
                     from optuna.trial import TrialState
 
                     study.tell(t.number, state=TrialState.FAIL, skip_if_finished=True)
                     continue
-                recorder._set_attrs(t.number, {"owner": _owner(), "architecture": arch.to_dict(),
+                recorder._set_attrs(t.number, {"owner": _owner(), "architecture": arch.to_json(),
                                                "arch_hash": arch.content_hash()})
                 to_measure.append((t.number, arch))
         for i in range(0, len(to_measure), self.executor.width):
@@ -317,7 +312,7 @@ class Profiler:
             for arch in chunk:
                 trial = self.holdout.ask()
                 trial.set_user_attr("owner", _owner())
-                trial.set_user_attr("architecture", arch.to_dict())
+                trial.set_user_attr("architecture", arch.to_json())
                 trial.set_user_attr("arch_hash", arch.content_hash())
                 trial.set_user_attr("phase", "holdout")
                 numbers.append(trial.number)
@@ -336,7 +331,7 @@ class Profiler:
             arch = suggest_architecture(trial, self.cfg.space)
             h = arch.content_hash()
             trial.set_user_attr("owner", _owner())
-            trial.set_user_attr("architecture", arch.to_dict())
+            trial.set_user_attr("architecture", arch.to_json())
             trial.set_user_attr("arch_hash", h)
             n_done = self.n_measured()
             trial.set_user_attr("phase", "seed" if n_done < self.cfg.seed_samples else "active")
@@ -357,7 +352,8 @@ class Profiler:
         test = dataset_from_trials(self.holdout.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
         if len(train) < 4 or len(test) < 2:
             return None
-        return fit_and_evaluate(make_regressor(self.cfg.surrogate, self.cfg.seed), self.encoder, train, test)
+        return fit_and_evaluate(make_regressor(self.cfg.surrogate, self.cfg.seed, self.cfg.space), self.cfg.space,
+                                train, test)
 
     def run(self, should_stop: Callable[[], bool] | None = None) -> ProfileResult:
         cfg = self.cfg
@@ -437,7 +433,8 @@ def export_measurements(study: Any, path: Path, holdout: bool = False) -> int:
             if "architecture" not in t.user_attrs:
                 continue
             record = {
-                "arch_hash": t.user_attrs.get("arch_hash"), "architecture": t.user_attrs["architecture"],
+                "arch_hash": t.user_attrs.get("arch_hash"),
+                "architecture": architecture_from_attr(t.user_attrs["architecture"]).to_dict(),
                 "platform": t.user_attrs.get("platform"), "status": "ok" if t.state == TrialState.COMPLETE else "failed",
                 "error": t.user_attrs.get("fail_reason"), "measurement": t.user_attrs.get("measurement")
                 if t.state == TrialState.COMPLETE else None,

@@ -1,0 +1,108 @@
+"""``profile`` workflow in process: budget, convergence, failures, tracking and the report folder.
+
+The workflow (sampling, recording, resuming) is under test here, so measurements come from the
+``synthetic-test`` platform (tests/synthetic_platform.py); real platforms are exercised by the Ray job
+test and the benchmark.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mlflow
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+import synthetic_platform  # noqa: F401  (registers "synthetic-test")
+from protran_tune.tracking.records import METRIC_NAMES
+from protran_tune.workflows.profile import HOLDOUT_SUFFIX, ProfileConfig, holdout_architectures, profile
+
+
+def config(tmp_path: Path, **kw) -> ProfileConfig:
+    base = dict(study_name="p1", platform="synthetic-test", use_ray=False, budget=8, seed_samples=5, test_samples=4,
+                storage=f"sqlite:///{tmp_path}/protran.db", mlflow_uri=f"sqlite:///{tmp_path}/mlflow.db",
+                report_dir=str(tmp_path / "report"), progress=False, surrogate="bdt")
+    base.update(kw)
+    return ProfileConfig(**base)
+
+
+def trial_runs(tmp_path: Path):
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")
+    return mlflow.search_runs(experiment_names=["protran-tune"], filter_string="tags.`protran.role` = 'trial'")
+
+
+def test_profile_measures_to_budget_and_records_everything(tmp_path: Path):
+    cfg = config(tmp_path)
+    result = profile(cfg)
+    assert result.stop_reason == "budget" and result.n_measured == 8 and result.n_test == 4
+    study = optuna.load_study(study_name="p1", storage=cfg.storage)
+    assert study.metric_names == METRIC_NAMES
+    done = study.get_trials(states=(TrialState.COMPLETE,))
+    assert len(done) == 8
+    assert len({t.user_attrs["arch_hash"] for t in done}) == 8
+    assert [t.user_attrs["phase"] for t in done].count("seed") == 5
+    holdout = optuna.load_study(study_name="p1" + HOLDOUT_SUFFIX, storage=cfg.storage)
+    assert {t.user_attrs["arch_hash"] for t in holdout.trials} == {a.content_hash() for a in holdout_architectures(cfg)}
+    # the learning curve: one point per batch once 4 architectures are measured, up to the budget
+    assert [p["n_samples"] for p in result.curve] == list(range(4, 9))
+    assert study.user_attrs["curve"] == result.curve
+    runs = trial_runs(tmp_path)
+    assert len(runs) == 12  # 8 trials + 4 held out, one nested run each
+    parents = mlflow.search_runs(experiment_names=["protran-tune"], filter_string="tags.`protran.role` = 'study'")
+    assert set(parents["tags.protran.study"]) == {"p1", "p1" + HOLDOUT_SUFFIX}
+    main_parent = parents.loc[parents["tags.protran.study"] == "p1", "run_id"].item()
+    assert (runs["tags.mlflow.parentRunId"] == main_parent).sum() == 8
+    assert set(runs["params.platform"]) == {"synthetic-test"} and set(runs["params.seq_len"]) == {"32"}
+    client = mlflow.MlflowClient()
+    history = client.get_metric_history(main_parent, "test_mse_latency")
+    assert [h.step for h in history] == list(range(4, 9))
+    report = Path(result.report_dir)
+    for name in ("power_trace.png", "pairwise_distance.png", "learning_curve.png", "predicted_vs_real.png",
+                 "summary.md", "measurements.jsonl"):
+        assert (report / name).stat().st_size > 0, name
+    assert len((report / "measurements.jsonl").read_text().splitlines()) == 12
+
+
+def test_profile_stops_when_the_held_out_error_converges(tmp_path: Path):
+    result = profile(config(tmp_path, budget=30, seed_samples=5, threshold=0.5, report_dir=None))
+    assert result.converged and result.stop_reason == "converged"
+    assert result.n_measured == 5  # converged as soon as the seed was in: threshold 0.5 is loose on purpose
+    assert all(v is not None and v <= 5 for v in result.samples_to_convergence.values())
+
+
+def test_failing_trials_are_recorded_with_their_reason_and_the_study_goes_on(tmp_path: Path):
+    synthetic_platform.SyntheticPlatform.calls = 0
+    cfg = config(tmp_path, platform_options={"fail_every": 3}, report_dir=None)
+    result = profile(cfg)
+    study = optuna.load_study(study_name="p1", storage=cfg.storage)
+    failed = study.get_trials(states=(TrialState.FAIL,))
+    assert result.n_measured == 8 and result.n_failed == len(failed) >= 2
+    for t in failed:
+        assert "out of memory" in t.user_attrs["fail_reason"] and "architecture" in t.user_attrs
+    runs = trial_runs(tmp_path)
+    failed_runs = runs[runs["status"] == "FAILED"]
+    # failures of the main study and of the held-out set alike
+    assert len(failed_runs) == len(failed) + result.n_failed - len(failed) + (4 - result.n_test)
+    assert failed_runs["tags.protran.error"].str.contains("out of memory").all()
+
+
+def test_rerun_after_completion_measures_nothing(tmp_path: Path):
+    log = tmp_path / "calls.log"
+    cfg = config(tmp_path, platform_options={"log_path": str(log)}, report_dir=None)
+    profile(cfg)
+    n_calls = len(log.read_text().splitlines())
+    assert n_calls == 12
+    again = profile(config(tmp_path, platform_options={"log_path": str(log)}, report_dir=None))
+    assert again.n_measured == 8 and len(log.read_text().splitlines()) == n_calls
+    assert len(trial_runs(tmp_path)) == 12
+    # a larger budget continues the same study
+    more = profile(config(tmp_path, budget=10, platform_options={"log_path": str(log)}, report_dir=None))
+    assert more.n_measured == 10 and len(log.read_text().splitlines()) == n_calls + 2
+
+
+def test_bad_config_is_a_clear_value_error():
+    with pytest.raises(ValueError, match="budget=4 must be >= seed_samples=16"):
+        ProfileConfig(budget=4)
+    with pytest.raises(ValueError, match="threshold"):
+        ProfileConfig(threshold=2.0)

@@ -1,0 +1,165 @@
+"""MLflow and Optuna recording against real sqlite stores (no mocks)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from protran_tune.platforms import Measurement
+from protran_tune.space import Architecture, get_space
+from protran_tune.tracking.mlflow_tracking import MlflowTracker
+from protran_tune.tracking.optuna_tracking import StudyRecorder, create_study
+from protran_tune.tracking.records import METRIC_NAMES, architecture_from_attr, architecture_params, objective_values
+
+ARCHS = list(get_space("flexibert2").iter_samples(3, seed=1))
+
+
+def make_measurement(platform: str = "plat-a", latency: float = 0.02, batch: int = 4, **kw) -> Measurement:
+    trace = ((0.0, 10.0), (0.1, 30.0), (0.2, 35.0), (0.3, 12.0))
+    fields = dict(
+        platform=platform, device="dev", mode="inference", batch_size=batch, seq_len=32, repeats=12,
+        latency_s=latency, latency_iqr_s=latency * 0.1, latency_ci_rel=0.02, source=f"measured:{platform}",
+        energy_j=latency * 30, energy_above_idle_j=latency * 20, idle_power_w=10.0, peak_power_w=35.0,
+        mean_power_w=30.0, energy_spread_rel=0.03, power_trace=trace, wall_time_s=1.5,
+    )
+    fields.update(kw)
+    return Measurement(**fields)
+
+
+@pytest.fixture()
+def tracker(tmp_path: Path) -> MlflowTracker:
+    return MlflowTracker(f"sqlite:///{tmp_path}/mlflow.db", "exp")
+
+
+def test_trial_run_is_nested_with_params_metrics_tags_and_artifacts(tracker: MlflowTracker, tmp_path: Path):
+    parent = tracker.study_run("s1", params={"budget": 4})
+    m = make_measurement()
+    run_id = tracker.log_trial(study="s1", parent_run_id=parent, trial_number=0, arch=ARCHS[0], measurement=m,
+                               platform="plat-a")
+    run = tracker.client.get_run(run_id)
+    assert run.data.tags["mlflow.parentRunId"] == parent
+    assert run.data.tags["protran.arch_hash"] == ARCHS[0].content_hash()
+    assert run.data.tags["protran.source"] == "measured:plat-a"
+    assert run.data.tags["protran.trial_number"] == "0"
+    assert run.data.params["n_layers"] == str(ARCHS[0].n_layers)
+    assert run.data.params["l0_hidden"] == str(ARCHS[0].layers[0].hidden)
+    assert run.data.params["batch_size"] == "4" and run.data.params["mode"] == "inference"
+    assert math.isclose(run.data.metrics["latency_s"], 0.02 / 4)
+    assert math.isclose(run.data.metrics["latency_batch_s"], 0.02)
+    assert math.isclose(run.data.metrics["energy_above_idle_j"], 0.02 * 20 / 4)
+    assert run.data.metrics["peak_power_w"] == 35.0
+    assert "energy_spread_rel" in run.data.metrics and "latency_iqr_s" in run.data.metrics
+    assert run.info.status == "FINISHED"
+    names = {a.path for a in tracker.client.list_artifacts(run_id)}
+    assert names == {"architecture.json", "power_trace.csv", "power_trace.png"}
+    local = Path(tracker.client.download_artifacts(run_id, "power_trace.csv", str(tmp_path)))
+    assert local.read_text().splitlines()[0] == "t_s,power_w" and len(local.read_text().splitlines()) == 5
+    arch_json = Path(tracker.client.download_artifacts(run_id, "architecture.json", str(tmp_path)))
+    assert Architecture.from_json(arch_json.read_text()) == ARCHS[0]
+
+
+def test_logging_is_idempotent_and_half_logged_runs_are_replaced(tmp_path: Path):
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    t1 = MlflowTracker(uri, "exp")
+    parent = t1.study_run("s1")
+    assert t1.log_trial(study="s1", parent_run_id=parent, trial_number=0, arch=ARCHS[0],
+                        measurement=make_measurement(), platform="plat-a") is not None
+    assert t1.log_trial(study="s1", parent_run_id=parent, trial_number=0, arch=ARCHS[0],
+                        measurement=make_measurement(), platform="plat-a") is None
+    # a run for trial 1 created but never finished (process killed mid-logging)
+    t1.client.create_run(t1.experiment_id, tags={"protran.role": "trial", "protran.study": "s1",
+                                                 "protran.trial_number": "1"})
+    t2 = MlflowTracker(uri, "exp")  # a rerun: fresh cache
+    assert t2.study_run("s1") == parent
+    assert t2.logged_trials("s1") == {0}
+    t2.log_trial(study="s1", parent_run_id=parent, trial_number=1, arch=ARCHS[1], measurement=make_measurement(),
+                 platform="plat-a")
+    mlflow.set_tracking_uri(uri)
+    runs = mlflow.search_runs(experiment_names=["exp"], filter_string="tags.`protran.role` = 'trial'")
+    assert sorted(runs["tags.protran.trial_number"]) == ["0", "1"]
+
+
+def test_failed_trial_is_a_failed_run_with_its_reason(tracker: MlflowTracker):
+    parent = tracker.study_run("s1")
+    run_id = tracker.log_trial(study="s1", parent_run_id=parent, trial_number=3, arch=ARCHS[0], measurement=None,
+                               platform="plat-a", workload={"mode": "training", "batch_size": 8, "seq_len": 64},
+                               error="MeasurementError: out of memory at batch size 8")
+    run = tracker.client.get_run(run_id)
+    assert run.info.status == "FAILED"
+    assert run.data.tags["protran.error"].startswith("MeasurementError: out of memory")
+    assert run.data.tags["protran.state"] == "FAIL"
+    assert run.data.params["mode"] == "training" and run.data.params["batch_size"] == "8"
+    assert run.data.metrics == {}
+
+
+def test_cross_platform_comparison_with_search_runs(tmp_path: Path):
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    tracker = MlflowTracker(uri, "compare")
+    latencies = {"plat-a": [0.010, 0.020, 0.040], "plat-b": [0.030, 0.050, 0.090]}
+    for platform, values in latencies.items():
+        parent = tracker.study_run(f"profile-{platform}")
+        for i, (arch, lat) in enumerate(zip(ARCHS, values)):
+            tracker.log_trial(study=f"profile-{platform}", parent_run_id=parent, trial_number=i, arch=arch,
+                              measurement=make_measurement(platform, latency=lat), platform=platform)
+    mlflow.set_tracking_uri(uri)
+    runs = mlflow.search_runs(experiment_names=["compare"], filter_string="tags.`protran.role` = 'trial'")
+    assert len(runs) == 6
+    table = runs.pivot(index="tags.protran.arch_hash", columns="tags.protran.platform", values="metrics.latency_batch_s")
+    ratio = (table["plat-b"] / table["plat-a"]).reindex([a.content_hash() for a in ARCHS])
+    np.testing.assert_allclose(ratio.to_numpy(), [3.0, 2.5, 2.25])
+    only_b = mlflow.search_runs(experiment_names=["compare"],
+                                filter_string="tags.`protran.platform` = 'plat-b' and metrics.latency_batch_s > 0.04")
+    assert len(only_b) == 2
+
+
+def test_optuna_study_has_named_objectives_and_trial_attrs(tmp_path: Path):
+    storage = f"sqlite:///{tmp_path}/s.db"
+    study = create_study(storage, "s1", user_attrs={"platform": "plat-a"})
+    assert study.metric_names == METRIC_NAMES
+    assert study.directions == [optuna.study.StudyDirection.MINIMIZE] * 3
+    rec = StudyRecorder(study)
+    m = make_measurement()
+    number = study.ask().number
+    frozen = rec.complete(number, ARCHS[0], m, "plat-a")
+    assert frozen.state == TrialState.COMPLETE
+    assert frozen.values == objective_values(m) == [m.latency_per_sequence_s, m.energy_per_sequence_j, 35.0]
+    assert architecture_from_attr(frozen.user_attrs["architecture"]) == ARCHS[0]
+    assert Measurement.from_dict(frozen.user_attrs["measurement"]) == m
+    assert frozen.user_attrs["summary"]["source"] == "measured:plat-a"
+    reloaded = optuna.load_study(study_name="s1", storage=storage)
+    assert reloaded.metric_names == METRIC_NAMES and reloaded.user_attrs["platform"] == "plat-a"
+
+
+def test_missing_objective_fails_the_trial_with_the_reason(tmp_path: Path):
+    study = create_study(f"sqlite:///{tmp_path}/s.db", "s1")
+    m = make_measurement(energy_j=None, energy_above_idle_j=None,
+                         unavailable={"energy_j": "no energy sensor", "energy_above_idle_j": "no energy sensor"})
+    frozen = StudyRecorder(study).complete(study.ask().number, ARCHS[0], m, "plat-a")
+    assert frozen.state == TrialState.FAIL
+    assert "energy_j" in frozen.user_attrs["fail_reason"] and "no energy sensor" in frozen.user_attrs["fail_reason"]
+
+
+def test_recover_running_completes_from_the_stored_measurement(tmp_path: Path):
+    study = create_study(f"sqlite:///{tmp_path}/s.db", "s1")
+    rec = StudyRecorder(study)
+    m = make_measurement()
+    t0, t1 = study.ask(), study.ask()
+    # trial 0: measurement reached the storage, process died before tell; trial 1: died while measuring
+    rec._set_attrs(t0.number, {"measurement": m.to_dict(), "architecture": ARCHS[0].to_dict(), "platform": "plat-a"})
+    pending = rec.recover_running()
+    assert pending == [t1.number]
+    done = study.trials[t0.number]
+    assert done.state == TrialState.COMPLETE and done.values == objective_values(m)
+
+
+def test_architecture_params_are_flat_strings():
+    params = architecture_params(ARCHS[0])
+    assert all(isinstance(v, str) for v in params.values())
+    assert params["hidden_sizes"] == ",".join(map(str, ARCHS[0].hidden_sizes))
+    assert len(params) <= 100  # MLflow's per-batch limit
