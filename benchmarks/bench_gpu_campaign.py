@@ -15,7 +15,7 @@ gpu_h200_auto.jsonl             gpu_archs_repeat.jsonl[:2] inference, batch size
 =================  =====================================  ==========================================
 
 Each set runs as its own ``python -m protran_tune.platforms.worker`` process, killed at the deadline;
-rerunning with the same OUT_DIR resumes. ``campaign.json`` in OUT_DIR records the exact commands,
+rerunning with the same OUT_DIR resumes. ``gpu_h200_campaign.json`` in OUT_DIR records the exact commands,
 their exit codes and durations.
 """
 
@@ -63,8 +63,8 @@ def main() -> int:
         runs.append({"out": name, "command": " ".join(["PYTHONPATH=.", "python3", *cmd[1:]]), "rc": rc,
                      "seconds": round(time.time() - start, 1)})
         print(json.dumps(runs[-1]), file=sys.stderr, flush=True)
-    prev = json.loads((out / "campaign.json").read_text()) if (out / "campaign.json").exists() else []
-    (out / "campaign.json").write_text(json.dumps(prev + [{"started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t0)), "runs": runs}], indent=1))
+    prev = json.loads((out / "gpu_h200_campaign.json").read_text()) if (out / "gpu_h200_campaign.json").exists() else []
+    (out / "gpu_h200_campaign.json").write_text(json.dumps(prev + [{"started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t0)), "runs": runs}], indent=1))
     return 0
 
 
