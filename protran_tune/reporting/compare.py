@@ -184,6 +184,10 @@ def comparison_section(ctx: "ReportContext") -> "Section | None":
         section.text = f"Only one platform ({datasets[0].label}): give two or more to compare."
         return section
     baseline = ctx.baseline or datasets[0].label
+    if not set.intersection(*(set(d.values) for d in datasets)):
+        section.text = (f"No architecture was measured on all of {[d.label for d in datasets]}: give files "
+                        "that share architectures (e.g. the 16 Latin-hypercube seed models) to compare them.")
+        return section
     comparison = compare_platforms(datasets, baseline)
     path = plot_comparison(comparison, ctx.figure_path(f"platform_comparison_vs_{baseline}.png".replace("/", "-")))
     section.text = (
