@@ -14,7 +14,6 @@ half-logged one (process killed mid-logging) is deleted and logged again. Uses `
 
 from __future__ import annotations
 
-import io
 import json
 import tempfile
 import time
@@ -34,36 +33,6 @@ from protran_tune.tracking.records import (
 DEFAULT_EXPERIMENT = "protran-tune"
 _DONE_TAG = "protran.logged"
 _MAX_PARAM_LEN = 6000
-
-
-def _power_trace_png(m: Measurement, title: str) -> bytes:
-    """PNG of the power trace (the report module's plot when available)."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    fig = None
-    try:
-        from protran_tune.reporting import plot_power_trace  # type: ignore[attr-defined]
-
-        fig = plot_power_trace(m, title=title)
-    except Exception:  # reporting absent or a different signature: draw it here
-        fig, ax = plt.subplots(figsize=(6, 3), dpi=80)
-        if m.power_trace:
-            t, w = zip(*m.power_trace)
-            ax.plot(t, w, lw=1)
-        if m.idle_power_w is not None:
-            ax.axhline(m.idle_power_w, ls="--", c="grey", lw=0.8, label="idle")
-            ax.legend(loc="lower right")
-        ax.set_xlabel("time (s)")
-        ax.set_ylabel("power (W)")
-        ax.set_title(f"{title} [{m.source}]", fontsize=8)
-        fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    return buf.getvalue()
 
 
 class MlflowTracker:
@@ -207,9 +176,11 @@ class MlflowTracker:
             self.client.log_text(run_id, json.dumps(arch.to_dict(), indent=1), "architecture.json")
             if measurement is not None and measurement.power_trace:
                 self.client.log_text(run_id, trace_csv(measurement), "power_trace.csv")
+                from protran_tune.reporting.power import plot_power_trace
+
                 with tempfile.TemporaryDirectory() as tmp:
-                    png = Path(tmp) / "power_trace.png"
-                    png.write_bytes(_power_trace_png(measurement, f"{study} trial {trial_number}"))
+                    png = plot_power_trace(measurement, Path(tmp) / "power_trace.png", arch_hash=arch_hash,
+                                           title=f"{study} trial {trial_number}")
                     self.client.log_artifact(run_id, str(png))
         self.client.set_tag(run_id, _DONE_TAG, "1")
         self.client.set_terminated(run_id, status="FINISHED" if measurement is not None else "FAILED")

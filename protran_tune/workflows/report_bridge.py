@@ -1,10 +1,11 @@
-"""The report a ``profile`` run leaves behind: the reporting module's plots, plus the profile's own.
+"""The report a ``profile`` run leaves behind: the reporting module's sections plus the profile's own.
 
 ``profile`` writes ``measurements.jsonl`` (``measure`` records), ``profile_result.json`` (learning
-curve in the replay format) and ``predictions.json`` (held-out predicted vs real). This module draws
-from them the four plots every profile report has — ``power_trace.png``, ``pairwise_distance.png``,
-``learning_curve.png``, ``predicted_vs_real.png`` — and, when :mod:`protran_tune.reporting` is
-installed, lets it add its cross-platform figures and summary into the same folder.
+curve in the replay format) and ``predictions.json`` (held-out predicted vs real). The report is
+:func:`protran_tune.reporting.build_report` on the measurements (power traces, platform comparison,
+...) followed by a profile section with ``power_trace.png`` (traces of measured architectures from
+the fastest to the slowest), ``pairwise_distance.png`` (diversity of the seed, active and held-out
+architectures), ``learning_curve.png`` and ``predicted_vs_real.png``, all linked from ``summary.md``.
 """
 
 from __future__ import annotations
@@ -145,15 +146,10 @@ def make_report(out_dir: Path, *, measurements: Path, profile_result: Path, pred
         plot_learning_curve(result, out_dir, result.get("threshold")),
         plot_predicted_vs_real(pred, out_dir),
     ) if p is not None]
-    try:  # the reporting module's figures (cross-platform comparison, Fig. 4/6/7), when present
-        from protran_tune.reporting import build_report  # type: ignore[attr-defined]
+    from protran_tune.reporting import build_report
 
-        build_report([measurements], out_dir)
-    except ImportError:
-        pass
-    except Exception as exc:  # the profile's own plots stand on their own
-        log.warning("reporting module failed on %s: %s", measurements, exc)
-    lines = [f"# {title}", "", f"- measured: {result.get('n_measured')} (failed {result.get('n_failed')}), "
+    head = build_report([measurements], out_dir).summary.read_text()
+    lines = [head.rstrip(), "", f"## Profile: {title}", "", f"- measured: {result.get('n_measured')} (failed {result.get('n_failed')}), "
              f"held out: {result.get('n_test')}", f"- stop: {result.get('stop_reason')} "
              f"(converged: {result.get('converged')}), samples to convergence: {result.get('samples_to_convergence')}",
              ""]
@@ -164,6 +160,7 @@ def make_report(out_dir: Path, *, measurements: Path, profile_result: Path, pred
             lines.append(f"| {name} | {final.get(f'test_mse_{name}', float('nan')):.5f} | "
                          f"{final.get(f'kendall_tau_{name}', float('nan')):.3f} | {final.get(f'within_10pct_{name}', float('nan')):.2f} |")
         lines.append("")
-    lines += [f"![{p.stem}]({p.name})" for p in plots]
+    for p in plots:
+        lines += [f"![{p.stem}]({p.name})", ""]
     (out_dir / "summary.md").write_text("\n".join(lines) + "\n")
     return plots
