@@ -246,10 +246,13 @@ def test_rerun_with_the_same_output_measures_only_what_is_missing(cluster, tmp_p
             fh.write('{"arch_hash": "dead')
         records = p.measure(batch, out=out)
         assert p.stats["skipped"] == 3
+        other = Workload(batch_size=2, seq_len=8, min_repeats=3, max_repeats=5, warmup=1, vocab_size=100)
+        (again,) = p.measure(batch[:1], workload=other, out=out)  # another workload is another record
     assert [r["arch_hash"] for r in records] == [a.content_hash() for a in batch]
-    assert len(logged(log)) == 6  # the first three were not measured again
-    lines = out.read_text().splitlines()
-    assert len(lines) == 6 and {json.loads(line)["arch_hash"] for line in lines} == {r["arch_hash"] for r in records}
+    assert len(logged(log)) == 7  # the first three were not measured again; one with the other workload
+    assert again["workload"]["seq_len"] == 8 and again["measurement"]["seq_len"] == 8
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(lines) == 7 and {r["arch_hash"] for r in lines} == {r["arch_hash"] for r in records}
 
 
 def test_measurement_error_is_a_failed_record_without_retry(cluster, tmp_path):
