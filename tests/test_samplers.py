@@ -36,16 +36,11 @@ from protran_tune.samplers import (
 from protran_tune.samplers._base import INFO_ATTR, PARAMS_ATTR
 from protran_tune.space import architecture_to_params, get_space, params_to_architecture, suggest_architecture
 from protran_tune.space.search_space import optuna_distributions
-from test_samplers_support import SMALL_SPACE_YAML, ForestSurrogate, hardware_objective, hardware_values, max_normalised_std
+from test_samplers_support import SMALL_SPACE_YAML, ForestSurrogate, hardware_objective, hardware_values
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 SPACE = "protran-table1"
 DIRECTIONS = ["minimize"] * 3
-
-try:  # the package's acquisition once available, else the same contract implemented here
-    from protran_tune.samplers.acquisition import select_queries as ACQUISITION
-except ImportError:
-    ACQUISITION = max_normalised_std
 
 FACTORIES: dict[str, Callable[..., optuna.samplers.BaseSampler]] = {
     "lhs": lambda space=SPACE, **kw: LatinHypercubeSampler(space, n_points=8, seed=0, **kw),
@@ -54,8 +49,7 @@ FACTORIES: dict[str, Callable[..., optuna.samplers.BaseSampler]] = {
     "hammersly": lambda space=SPACE, **kw: HammerslySampler(space, n_points=8, seed=0, **kw),
     "random": lambda space=SPACE, **kw: RandomArchitectureSampler(space, n_points=8, seed=0, **kw),
     "active": lambda space=SPACE, **kw: ActiveLearningSampler(
-        ForestSurrogate(random_state=0), space, n_startup_trials=3, n_candidates=64, seed=0,
-        acquisition=ACQUISITION, **kw
+        ForestSurrogate(random_state=0), space, n_startup_trials=3, n_candidates=64, seed=0, **kw
     ),
 }
 parametrize_sampler = pytest.mark.parametrize("make", list(FACTORIES.values()), ids=list(FACTORIES))
@@ -318,7 +312,7 @@ def test_active_learning_needs_latency_energy_and_peak_power_values() -> None:
     assert study.trials[0].state == TrialState.FAIL  # no zombie RUNNING trial
     # metric names select the targets among more objectives
     study = optuna.create_study(directions=["maximize"] + DIRECTIONS, sampler=ActiveLearningSampler(
-        ForestSurrogate(), SPACE, n_startup_trials=2, n_candidates=32, seed=0, acquisition=ACQUISITION))
+        ForestSurrogate(), SPACE, n_startup_trials=2, n_candidates=32, seed=0))
     study.set_metric_names(["accuracy", "latency", "energy", "peak_power"])
     study.optimize(lambda t: (0.5,) + hardware_values(suggest_architecture(t, SPACE)), n_trials=4)
     assert study.trials[-1].system_attrs[INFO_ATTR]["phase"] == "active"
@@ -346,3 +340,32 @@ def test_float_distribution_for_an_architecture_name_is_an_error() -> None:
     trial_id = study._storage.create_new_trial(study._study_id)
     with pytest.raises(ValueError, match="not in the objective's distribution"):
         study.sampler.sample_independent(study, study._storage.get_trial(trial_id), "n_layers", FloatDistribution(0, 1))
+
+
+def test_surrogate_by_name_follows_the_sampler_space(small_space) -> None:
+    pytest.importorskip("protran_tune.surrogates.bdt")
+    sampler = ActiveLearningSampler("bdt", small_space, n_startup_trials=3, n_candidates=32, seed=0)
+    assert get_space(sampler._surrogate.space) == small_space
+    study = _study(sampler)
+    study.optimize(hardware_objective(small_space), n_trials=5)
+    assert [t.system_attrs[INFO_ATTR]["phase"] for t in study.trials] == ["seed"] * 3 + ["active"] * 2
+    assert len(set(_archs(study))) == 5
+
+
+def test_a_custom_acquisition_replaces_select_queries() -> None:
+    calls = []
+
+    def first_candidate(surrogate, X, k=1, normaliser=None):
+        calls.append(X.shape)
+        return np.array([0])
+
+    sampler = ActiveLearningSampler(ForestSurrogate(), SPACE, n_startup_trials=2, n_candidates=16, seed=0, acquisition=first_candidate)
+    study = _study(sampler)
+    study.optimize(hardware_objective(SPACE), n_trials=4)
+    from protran_tune.space import FeatureEncoder
+
+    n_features = FeatureEncoder(SPACE).n_features_
+    assert len(calls) == 2 and all(n <= 16 and d == n_features for n, d in calls)  # dense features
+    assert [t.system_attrs[INFO_ATTR]["phase"] for t in study.trials] == ["seed"] * 2 + ["active"] * 2
+    with pytest.raises(ValueError, match="acquisition must be callable"):
+        ActiveLearningSampler(ForestSurrogate(), SPACE, acquisition="max")

@@ -12,7 +12,6 @@ from protran_tune.samplers import ActiveLearningSampler, LatinHypercubeSampler
 from protran_tune.samplers._base import INFO_ATTR
 from protran_tune.space import Architecture, ray_tune_define_by_run
 import test_samplers_support
-from test_samplers import ACQUISITION
 from test_samplers_support import SMALL_SPACE_YAML, ForestSurrogate, hardware_values
 
 ray = pytest.importorskip("ray")
@@ -82,7 +81,7 @@ def test_latin_hypercube_and_active_learning_under_optuna_search(local_ray, smal
         assert t.values == pytest.approx(hardware_values(Architecture.from_json(t.user_attrs["architecture"])))
 
     active = ActiveLearningSampler(
-        ForestSurrogate(), small_space, n_startup_trials=2, n_candidates=64, seed=0, acquisition=ACQUISITION
+        ForestSurrogate(), small_space, n_startup_trials=2, n_candidates=64, seed=0
     )
     study = _tune(active, small_space, tmp_path, "active", 4)
     phases = [t.system_attrs[INFO_ATTR]["phase"] for t in study.trials]

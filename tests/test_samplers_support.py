@@ -53,9 +53,3 @@ def hardware_objective(space):
 
     return objective
 
-
-def max_normalised_std(surrogate, X, k: int = 1, normaliser=None) -> np.ndarray:
-    """Indices of the k candidates of largest summed std / max |Y| (the acquisition's contract)."""
-    _, std = surrogate.predict(X, return_std=True)
-    scale = surrogate.y_max_ if normaliser is None else np.asarray(normaliser, dtype=float)
-    return np.argsort(-(std / scale).sum(axis=1), kind="stable")[:k]

@@ -170,7 +170,8 @@ class ActiveLearningSampler(ArchitectureSampler):
     # ----------------------------------------------------------------- helpers
     @staticmethod
     def _uses_embeddings(surrogate: Any) -> bool:
-        return getattr(surrogate, "encoder", None) in ("features", "embedding")
+        encoder = getattr(surrogate, "encoder", None)
+        return isinstance(encoder, str) and encoder != "identity"
 
     def inputs(self, embeddings: np.ndarray) -> np.ndarray:
         """Surrogate inputs of ProTran embeddings ``(n, embedding_dim)``: themselves or dense features."""
