@@ -281,11 +281,13 @@ def test_clear_errors_for_missing_resource_and_unbuildable_platform(cluster):
 def test_real_cpu_platform_through_the_pool(cluster, tmp_path):
     arch = Architecture.homogeneous(1, 32, 2, 64)
     work = Workload(batch_size=1, seq_len=8, min_repeats=3, max_repeats=5, warmup=1, vocab_size=100)
-    with PlatformPool("cpu", workload=work) as p:
+    options = {"idle_window_s": 0.2, "energy_window_s": 0.3, "warmup_s": 0.0, "threads": 1}
+    with PlatformPool("cpu", options, workload=work) as p:
         (record,) = p.measure([arch])
     assert record["status"] == "ok", record["error"]
     m = Measurement.from_dict(record["measurement"])
     assert m.platform == "cpu" and m.latency_s > 0 and record["node"]["node_id"] == cluster["head"]
+    assert m.source.startswith(("measured:", "modelled:")) and m.power_trace  # a labelled source, a real trace
 
 
 def test_core_imports_without_ray():
@@ -304,3 +306,24 @@ def test_torn_last_line_is_dropped_and_bad_lines_are_errors(tmp_path):
     out.write_text('{"arch_hash": "a"}\nnot json\n')
     with pytest.raises(ValueError, match=r"r.jsonl:2: not a measurement record"):
         read_measured_hashes(out)
+
+
+def test_broken_amdsmi_does_not_break_ray_import(tmp_path):
+    # amdsmi 7.x (a Zeus dependency) raises KeyError at import without libamd_smi.so; Ray only tolerates
+    # ImportError. A stand-in package reproduces that; the fix must let Ray import and reach child processes.
+    broken = tmp_path / "amdsmi"
+    broken.mkdir()
+    (broken / "__init__.py").write_text("raise KeyError('libamd_smi.so')\n")
+    code = (
+        "import os, sys\n"
+        "from protran_tune.platforms.raycompat import SHIM_DIR, amdsmi_is_broken, ensure_ray_importable\n"
+        "assert amdsmi_is_broken()\n"
+        "assert ensure_ray_importable()\n"
+        "import ray\n"
+        "import ray._private.utils as u; u.get_visible_accelerator_ids()\n"
+        "assert os.environ['PYTHONPATH'].split(os.pathsep)[0] == SHIM_DIR\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    subprocess.run([sys.executable, "-c", code], check=True, env=env)
+    failing = subprocess.run([sys.executable, "-c", "import ray"], env=env, capture_output=True, text=True)
+    assert failing.returncode != 0 and "KeyError" in failing.stderr  # what the fix prevents
