@@ -48,7 +48,7 @@ WORKLOAD = Workload(batch_size=2, seq_len=16, min_repeats=3, max_repeats=5, warm
 class AlphaPlatform(Platform):
     """Times ``seq_len x hidden`` matmuls per layer with numpy; energy from a labelled constant-power model.
 
-    Fault options: ``crash_once`` (hashes whose first attempt kills the process with ``os._exit``; a
+    ``delay_s`` makes each measurement last longer. Fault options: ``crash_once`` (hashes whose first attempt kills the process with ``os._exit``; a
     marker file in ``marker_dir`` remembers the attempt across restarts), ``crash_always`` (hashes that
     kill the process every time), ``fail_on`` (hashes that raise :class:`MeasurementError`).
     """
@@ -56,8 +56,8 @@ class AlphaPlatform(Platform):
     POWER_W = 10.0
 
     def __init__(self, log: str | None = None, marker_dir: str | None = None, crash_once: tuple = (),
-                 crash_always: tuple = (), fail_on: tuple = ()) -> None:
-        self.log, self.marker_dir = log, marker_dir
+                 crash_always: tuple = (), fail_on: tuple = (), delay_s: float = 0.0) -> None:
+        self.log, self.marker_dir, self.delay_s = log, marker_dir, delay_s
         self.crash_once, self.crash_always, self.fail_on = set(crash_once), set(crash_always), set(fail_on)
 
     def measure(self, arch: Architecture, workload: Workload) -> Measurement:
@@ -87,6 +87,7 @@ class AlphaPlatform(Platform):
             if i >= workload.warmup:
                 times.append(time.perf_counter() - start)
         latency = float(np.median(times))
+        time.sleep(self.delay_s)  # a slower device: keeps a measurement in flight
         q1, q3 = np.percentile(times, [25, 75])
         if self.log:
             with open(self.log, "a") as fh:
@@ -131,7 +132,7 @@ def cluster():
     beta = c.add_node(num_cpus=1, node_ip_address="127.0.0.1", resources={"platform:test-beta": 1})
     try:
         ray.init(address=c.address, log_to_driver=False, logging_level="WARNING")
-        yield {"head": c.head_node.node_id, "beta": beta.node_id}
+        yield {"head": c.head_node.node_id, "beta": beta.node_id, "cluster": c}
     finally:
         ray.shutdown()
         c.shutdown()
@@ -198,6 +199,32 @@ def test_actor_killed_mid_batch_is_restarted_and_every_architecture_measured_onc
     assert sorted(e["arch_hash"] for e in logged(log)) == sorted(by_hash)  # exactly once each
     assert read_measured_hashes(out) == set(by_hash) and len(out.read_text().splitlines()) == 6
     assert len(pids_after) == 2 and len(pids_before & pids_after) == 1  # one actor restarted in a new process
+
+
+def test_node_lost_mid_batch_its_measurement_moves_to_a_surviving_node(cluster, tmp_path):
+    c = cluster["cluster"]
+    extra = c.add_node(num_cpus=1, node_ip_address="127.0.0.1", resources={"platform:test-beta": 1})
+    log = tmp_path / "log.jsonl"
+    batch = archs(6)
+    try:
+        with pool("test-beta", options={"log": str(log), "delay_s": 0.5}, start_timeout_s=5, max_replacements=1) as p:
+            nodes = {d["node"]["node_id"] for d in p.describe()}
+            assert p.size == 2 and nodes == {cluster["beta"], extra.node_id}  # one device per node
+
+            def lose_node(record, done, total):
+                if done == 1:
+                    c.remove_node(extra, allow_graceful=False)
+
+            records = p.measure(batch, on_result=lose_node)
+            stats, size = dict(p.stats), p.size
+    finally:
+        if extra in c.worker_nodes:
+            c.remove_node(extra)
+    assert [r["status"] for r in records] == ["ok"] * 6
+    assert sorted(e["arch_hash"] for e in logged(log)) == sorted(a.content_hash() for a in batch)  # once each
+    assert stats["actor_errors"] >= 1 and stats["retried"] >= 1 and size == 1 and stats["dropped"] == 1
+    after = [r for r in records if r["node"]["node_id"] != extra.node_id]
+    assert len(after) >= 4 and {r["node"]["node_id"] for r in after} == {cluster["beta"]}
 
 
 def test_architecture_that_kills_its_actor_twice_is_failed_and_the_batch_goes_on(cluster, tmp_path):

@@ -178,7 +178,7 @@ class PlatformPool:
         self.max_replacements = num_actors if max_replacements is None else int(max_replacements)
         self.start_timeout_s = float(start_timeout_s)
         self.actor_options = dict(actor_options or {})
-        self.stats = {"measured": 0, "failed": 0, "actor_errors": 0, "retried": 0, "replaced": 0, "skipped": 0}
+        self.stats = {"measured": 0, "failed": 0, "actor_errors": 0, "retried": 0, "replaced": 0, "dropped": 0, "skipped": 0}
         self._actors: list[Any] = [self._start_actor() for _ in range(num_actors)]
         self._wait_started(self._actors)
 
@@ -384,15 +384,20 @@ class PlatformPool:
             yield finish(value)
 
     def _replace_or_drop(self, slot: int, idle: deque[int], check: Callable[[int], None]) -> None:
+        """Ray gave up on the actor of ``slot`` (or it did not come back in time): start a new one where
+        the cluster still has a free unit of the platform and replacements are left, else drop the slot."""
         old = self._actors[slot]
         if old is not None:
-            ray.kill(old, no_restart=True)
-        if self.stats["replaced"] < self.max_replacements:
+            ray.kill(old, no_restart=True)  # also cancels a restart still waiting for a node
+        self._actors[slot] = None
+        others = sum(a is not None for a in self._actors)
+        room = platform_units(self.platform) + 1e-9 >= (others + 1) * self.units_per_actor
+        if room and self.stats["replaced"] < self.max_replacements:
             self.stats["replaced"] += 1
             self._actors[slot] = self._start_actor()
             check(slot)
         else:
-            self._actors[slot] = None
+            self.stats["dropped"] += 1
 
     def _failed(self, key: str, arch: dict[str, Any], workload: dict[str, Any], attempts: int, error: str) -> dict[str, Any]:
         return {
