@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     summary, dists = sampling_study(args.space, n=args.n, seeds=args.seeds)
     elapsed = time.perf_counter() - start
     argv_used = sys.argv[1:] if argv is None else argv
-    summary["command"] = "python benchmarks/bench_sampling.py " + " ".join(shlex.quote(a) for a in argv_used)
+    summary["command"] = " ".join(["python", "benchmarks/bench_sampling.py", *(shlex.quote(a) for a in argv_used)])
     summary["seconds"] = round(elapsed, 2)
     summary["python"] = platform.python_version()
 

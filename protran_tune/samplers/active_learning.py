@@ -218,10 +218,11 @@ class ActiveLearningSampler(ArchitectureSampler):
         D = self._space.embedding_dim
         return numbers, np.asarray(E, dtype=np.int64).reshape(-1, D), np.asarray(Y, dtype=np.float64).reshape(-1, len(idx)), skipped
 
-    def fitted_surrogate(self, study: "Study") -> tuple[Any, int, int]:
+    def fitted_surrogate(self, study: "Study", data: tuple | None = None) -> tuple[Any, int, int]:
         """A surrogate fitted on the study's completed trials (cached while they do not change),
-        the number of training trials and the number skipped for non-finite values."""
-        numbers, E, Y, skipped = self.training_data(study)
+        the number of training trials and the number skipped for non-finite values. ``data``: the
+        result of :meth:`training_data`, if already at hand."""
+        numbers, E, Y, skipped = self.training_data(study) if data is None else data
         key = tuple(numbers)
         if self._fitted is None or self._fitted[0] != key:
             model = _clone(self._surrogate)
@@ -250,8 +251,8 @@ class ActiveLearningSampler(ArchitectureSampler):
 
     # ----------------------------------------------------------------- proposal
     def _propose(self, study: "Study", trial: "FrozenTrial", exclude: set[str]) -> tuple[Architecture, dict[str, Any]]:
-        numbers, _, _, _ = self.training_data(study)
-        n_done = len(numbers)
+        data = self.training_data(study)
+        n_done = len(data[0])
         seed_points = self._seed_sampler.n_points if isinstance(self._seed_sampler, QMCArchitectureSampler) else self._n_startup_trials
         active = n_done >= max(self._n_startup_trials, 2) or (trial.number >= seed_points and n_done >= 2)
         if not active:
@@ -262,7 +263,7 @@ class ActiveLearningSampler(ArchitectureSampler):
         else:
             from protran_tune.samplers.acquisition import select_queries
 
-        model, n_train, skipped = self.fitted_surrogate(study)
+        model, n_train, skipped = self.fitted_surrogate(study, data)
         E = self.candidate_pool(study, trial.number, exclude)
         if len(E) == 0:
             raise RuntimeError(
