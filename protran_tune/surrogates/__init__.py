@@ -5,7 +5,7 @@
 ========================  =====================================================================
 ``gp``                    exact GP per output (BoTorch ``SingleTaskGP``), ``encoder="global"``
 ``dt``                    one multi-output decision tree, no uncertainty (``supports_std=False``)
-``bdt``                   bootstrap ensemble of gradient-boosted trees, calibrated std
+``bdt``                   bootstrap ensemble of gradient-boosted trees, calibrated std, ``encoder="global"``
 ``boshnas``               teacher/student/NPN networks; GOBI query selection
 ``protran-adaboost``      the original ProTran method: AdaBoost over 500 trees on the raw embedding
 ========================  =====================================================================

@@ -46,16 +46,16 @@ class BoostedTreesSurrogate(EncodedSurrogate, BaseEstimator):
 
     def __init__(
         self,
-        n_members: int = 8,
-        n_estimators: int = 60,
-        learning_rate: float = 0.1,
+        n_members: int = 6,
+        n_estimators: int = 40,
+        learning_rate: float = 0.15,
         max_depth: int = 3,
         min_samples_leaf: int = 2,
         max_features: float | None = 0.5,
         linear_init: bool = True,
         ridge_alpha: float = 10.0,
         calibrate: bool = True,
-        encoder: str = "features",
+        encoder: str = "global",
         space: str = "flexibert2",
         random_state: int | None = None,
     ) -> None:

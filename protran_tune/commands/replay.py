@@ -1,0 +1,81 @@
+"""``protran-tune replay``: active learning replayed on a recorded measurement file."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+REGRESSORS = ("gp", "dt", "bdt", "boshnas", "protran-adaboost")
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "replay",
+        help="pool-based active learning on a recorded measurement file (honest held-out split)",
+        description="Replays surrogate-driven active learning on a recorded file (the pool is the file; a "
+        "query reveals one record) and writes the learning curve as JSON. Progress goes to stderr.",
+    )
+    p.add_argument("--dataset", required=True, help="recorded file, e.g. results_gpu_a100_b128_r3.json")
+    p.add_argument("--regressor", choices=REGRESSORS, default="bdt")
+    p.add_argument("--strategy", choices=("uncertainty", "random"), default="uncertainty")
+    p.add_argument("--seed-samples", type=int, default=16, help="initial samples (default 16)")
+    p.add_argument("--seed-mode", choices=("recorded", "lhs"), default="recorded",
+                   help="recorded: the file's first records (its LHS seed); lhs: a fresh Latin hypercube")
+    p.add_argument("--budget", type=int, default=64, help="total samples revealed (capped at the pool size)")
+    p.add_argument("--test-fraction", type=float, default=0.2, help="random held-out share of the file")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch-size", type=int, default=1, help="queries per step (default 1)")
+    p.add_argument("--candidates", type=int, default=None,
+                   help="score only this many random pool records per step (the original used 64; default all)")
+    p.add_argument("--threshold", type=float, default=0.003, help="convergence: test MSE below this (0.3%%)")
+    p.add_argument("--regressor-param", action="append", metavar="KEY=VALUE", help="surrogate parameter (repeatable)")
+    p.add_argument("--on-error", choices=("raise", "skip"), default="raise",
+                   help="bad records: stop with an error (default) or skip and list them in the result")
+    p.add_argument("--out", required=True, help="result JSON path")
+    p.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    p.set_defaults(func=run)
+
+
+def _command(args: argparse.Namespace) -> str:
+    """The canonical command line reproducing this run."""
+    parts = ["protran-tune", "replay", "--dataset", args.dataset, "--regressor", args.regressor,
+             "--strategy", args.strategy, "--seed-samples", args.seed_samples, "--seed-mode", args.seed_mode,
+             "--budget", args.budget, "--test-fraction", args.test_fraction, "--seed", args.seed,
+             "--batch-size", args.batch_size, "--threshold", args.threshold]
+    if args.candidates is not None:
+        parts += ["--candidates", args.candidates]
+    for item in args.regressor_param or []:
+        parts += ["--regressor-param", item]
+    if args.on_error != "raise":
+        parts += ["--on-error", args.on_error]
+    parts += ["--out", args.out]
+    return " ".join(shlex.quote(str(p)) for p in parts)
+
+
+def run(args: argparse.Namespace) -> int:
+    from protran_tune.commands._common import parse_options
+    from protran_tune.datasets import load_recorded
+    from protran_tune.workflows.replay import ReplayConfig, run_replay, stderr_progress
+
+    config = ReplayConfig(
+        regressor=args.regressor, strategy=args.strategy, seed_samples=args.seed_samples, seed_mode=args.seed_mode,
+        budget=args.budget, test_fraction=args.test_fraction, seed=args.seed, batch_size=args.batch_size,
+        candidates=args.candidates, threshold=args.threshold,
+        regressor_params=parse_options(args.regressor_param, "--regressor-param"),
+    )
+    config.validate()
+    dataset = load_recorded(args.dataset, on_error=args.on_error)
+    for item in dataset.skipped:
+        print(f"replay: skipped record {item['key']!r}: {item['reason']}", file=sys.stderr)
+    result = run_replay(dataset, config, progress=None if args.quiet else stderr_progress)
+    result["command"] = _command(args)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1))
+    conv = ", ".join(f"{k}={v}" for k, v in result["samples_to_convergence"].items())
+    print(f"wrote {out}: {len(result['curve'])} curve points, samples to convergence: {conv}", file=sys.stderr)
+    return 0
