@@ -48,7 +48,7 @@ WORKLOAD = Workload(batch_size=2, seq_len=16, min_repeats=3, max_repeats=5, warm
 class AlphaPlatform(Platform):
     """Times ``seq_len x hidden`` matmuls per layer with numpy; energy from a labelled constant-power model.
 
-    ``delay_s`` makes each measurement last longer. Fault options: ``crash_once`` (hashes whose first attempt kills the process with ``os._exit``; a
+    ``delay_s`` makes each measurement last longer, ``hang_on`` (hashes) never return. Fault options: ``crash_once`` (hashes whose first attempt kills the process with ``os._exit``; a
     marker file in ``marker_dir`` remembers the attempt across restarts), ``crash_always`` (hashes that
     kill the process every time), ``fail_on`` (hashes that raise :class:`MeasurementError`).
     """
@@ -56,8 +56,8 @@ class AlphaPlatform(Platform):
     POWER_W = 10.0
 
     def __init__(self, log: str | None = None, marker_dir: str | None = None, crash_once: tuple = (),
-                 crash_always: tuple = (), fail_on: tuple = (), delay_s: float = 0.0) -> None:
-        self.log, self.marker_dir, self.delay_s = log, marker_dir, delay_s
+                 crash_always: tuple = (), fail_on: tuple = (), delay_s: float = 0.0, hang_on: tuple = ()) -> None:
+        self.log, self.marker_dir, self.delay_s, self.hang_on = log, marker_dir, delay_s, set(hang_on)
         self.crash_once, self.crash_always, self.fail_on = set(crash_once), set(crash_always), set(fail_on)
 
     def measure(self, arch: Architecture, workload: Workload) -> Measurement:
@@ -72,6 +72,8 @@ class AlphaPlatform(Platform):
             else:
                 os.close(fd)
                 os._exit(3)
+        if key in self.hang_on:
+            time.sleep(3600)  # a wedged device
         if key in self.fail_on:
             raise MeasurementError("out of memory while allocating activations")
         rng = np.random.default_rng(workload.seed)
@@ -235,6 +237,17 @@ def test_architecture_that_kills_its_actor_twice_is_failed_and_the_batch_goes_on
     assert records[1]["status"] == "failed" and "actor died twice" in records[1]["error"]
     assert records[1]["attempts"] == 2 and records[1]["measurement"] is None
     assert [r["status"] for i, r in enumerate(records) if i != 1] == ["ok"] * 3
+
+
+def test_wedged_measurement_is_restarted_retried_once_then_failed(cluster, tmp_path):
+    batch = archs(3)
+    wedged = batch[0].content_hash()
+    with pool(options={"hang_on": [wedged]}, num_actors=1, max_restarts=3, measure_timeout_s=1.5) as p:
+        records = p.measure(batch)
+        assert p.stats["retried"] == 1 and p.size == 1
+    assert records[0]["status"] == "failed" and records[0]["attempts"] == 2
+    assert "measure_timeout_s=1.5" in records[0]["error"]
+    assert [r["status"] for r in records[1:]] == ["ok", "ok"]
 
 
 def test_actor_that_ray_gives_up_on_is_replaced(cluster, tmp_path):

@@ -11,7 +11,9 @@ what is missing.
 Faults: an actor that dies (process crash, ``ray.kill``, node loss) is restarted by Ray (``max_restarts``)
 and the measurement it was running is retried once, on whichever actor is free first; an architecture
 that kills its actor twice is recorded as failed. When Ray gives up on an actor (restarts exhausted) the
-pool starts a replacement (``max_replacements``). Measurement errors inside a live actor (out of memory,
+pool starts a replacement (``max_replacements``) where the cluster still has a free unit of the
+platform (a lost node's actors are not replaced until a node advertising it returns). With
+``measure_timeout_s`` a wedged measurement restarts its actor and is retried like a crash. Measurement errors inside a live actor (out of memory,
 sensor unreadable) are failed records, never exceptions.
 
 Example (a local Ray with two ``cpu`` devices)::
@@ -39,7 +41,7 @@ from protran_tune.platforms.base import Workload
 from protran_tune.space import Architecture
 
 import ray  # noqa: E402  (imported after actors, which makes ``import ray`` safe)
-from ray.exceptions import GetTimeoutError, RayActorError  # noqa: E402
+from ray.exceptions import GetTimeoutError, RayActorError, RayError  # noqa: E402
 
 #: ``on_result(record, done, total)``: called once per finished architecture, in completion order.
 ProgressCallback = Callable[[dict, int, int], None]
@@ -129,6 +131,8 @@ class PlatformPool:
         max_restarts: Ray restarts of a dead actor (``-1`` = unlimited).
         max_replacements: new actors the pool may start after Ray gives up on one (default: ``num_actors``).
         start_timeout_s: how long to wait for an actor to start or restart before giving up on it.
+        measure_timeout_s: a measurement running longer is treated as a wedged device: its actor is
+            killed and restarted and the measurement retried once (``None``: no limit).
         actor_options: extra ``.options`` of the actors (``num_cpus``, ``runtime_env``, ...).
 
     Raises:
@@ -148,6 +152,7 @@ class PlatformPool:
         max_restarts: int = 2,
         max_replacements: int | None = None,
         start_timeout_s: float = 300.0,
+        measure_timeout_s: float | None = None,
         actor_options: Mapping[str, Any] | None = None,
     ) -> None:
         if not ray.is_initialized():
@@ -177,6 +182,9 @@ class PlatformPool:
         self.max_restarts = max_restarts
         self.max_replacements = num_actors if max_replacements is None else int(max_replacements)
         self.start_timeout_s = float(start_timeout_s)
+        if measure_timeout_s is not None and not measure_timeout_s > 0:
+            raise ValueError(f"measure_timeout_s must be positive or None, got {measure_timeout_s!r}")
+        self.measure_timeout_s = measure_timeout_s
         self.actor_options = dict(actor_options or {})
         self.stats = {"measured": 0, "failed": 0, "actor_errors": 0, "retried": 0, "replaced": 0, "dropped": 0, "skipped": 0}
         self._actors: list[Any] = [self._start_actor() for _ in range(num_actors)]
@@ -312,6 +320,8 @@ class PlatformPool:
         on_result: ProgressCallback | None,
     ) -> Iterator[dict[str, Any]]:
         attempts: dict[str, int] = {}
+        timed_out: set[str] = set()
+        limit = float("inf") if self.measure_timeout_s is None else self.measure_timeout_s
         idle: deque[int] = deque(i for i, a in enumerate(self._actors) if a is not None)
         inflight: dict[Any, tuple[str, int, tuple[str, dict[str, Any]] | None, float]] = {}
         done = 0
@@ -340,7 +350,7 @@ class PlatformPool:
                 key, arch = item = todo.popleft()
                 attempts[key] = attempts.get(key, 0) + 1
                 ref = self._actors[slot].measure.remote(arch, workload)
-                inflight[ref] = ("measure", slot, item, float("inf"))
+                inflight[ref] = ("measure", slot, item, time.monotonic() + limit)
             if not inflight:  # work left but every actor is lost
                 while todo:
                     key, arch = todo.popleft()
@@ -350,29 +360,41 @@ class PlatformPool:
             deadline = min(entry[3] for entry in inflight.values())
             timeout = None if deadline == float("inf") else max(0.0, deadline - time.monotonic())
             ready, _ = ray.wait(list(inflight), num_returns=1, timeout=timeout)
-            if not ready:  # an actor did not come back in time: give up on it
+            if not ready:
                 now = time.monotonic()
-                for ref, (kind, slot, _, due) in list(inflight.items()):
-                    if kind == "ping" and due <= now:
+                for ref, (kind, slot, item, due) in list(inflight.items()):
+                    if due > now:
+                        continue
+                    if kind == "ping":  # the actor did not come back in time: give up on it
                         del inflight[ref]
-                        self._replace_or_drop(slot, idle, check)
+                        self._replace_or_drop(slot, check)
+                    else:  # a wedged measurement: restart its actor; the ref then fails and is retried
+                        timed_out.add(item[0])
+                        inflight[ref] = (kind, slot, item, float("inf"))
+                        ray.kill(self._actors[slot], no_restart=False)
                 continue
             ref = ready[0]
             kind, slot, item, _ = inflight.pop(ref)
             try:
                 value = ray.get(ref)
-            except RayActorError as exc:
+            except RayError as exc:
                 if kind == "ping":  # Ray gave up on this actor
-                    self._replace_or_drop(slot, idle, check)
+                    self._replace_or_drop(slot, check)
+                    continue
+                key, arch = item
+                if not isinstance(exc, RayActorError):  # the call itself failed; the actor lives
+                    idle.append(slot)
+                    yield finish(self._failed(key, arch, workload, attempts[key], _cause(exc)))
                     continue
                 self.stats["actor_errors"] += 1
-                key, arch = item
                 if attempts[key] < 2:
                     self.stats["retried"] += 1
                     todo.appendleft(item)
                 else:
-                    yield finish(self._failed(key, arch, workload, attempts[key],
-                                              f"actor died twice while measuring it: {_cause(exc)}"))
+                    why = f"actor died twice while measuring it: {_cause(exc)}"
+                    if key in timed_out:
+                        why += f" (restarted after exceeding measure_timeout_s={self.measure_timeout_s:g} s)"
+                    yield finish(self._failed(key, arch, workload, attempts[key], why))
                 check(slot)
                 continue
             if kind == "ping":
@@ -383,7 +405,7 @@ class PlatformPool:
             idle.append(slot)
             yield finish(value)
 
-    def _replace_or_drop(self, slot: int, idle: deque[int], check: Callable[[int], None]) -> None:
+    def _replace_or_drop(self, slot: int, check: Callable[[int], None]) -> None:
         """Ray gave up on the actor of ``slot`` (or it did not come back in time): start a new one where
         the cluster still has a free unit of the platform and replacements are left, else drop the slot."""
         old = self._actors[slot]
