@@ -19,9 +19,11 @@ from protran_tune.platforms.torch_platforms import (  # registers cpu, cuda, jet
     RaspberryPiINA219Platform,
     TorchPlatform,
 )
+from protran_tune.platforms.replay import ReplayPlatform  # registers "replay" (a recorded file)
 
 __all__ = [
     "Measurement", "MODES", "Platform", "Workload", "MeasurementError", "SensorUnavailableError",
     "available_platforms", "get_platform", "register_platform", "Meter", "ModelledCPUMeter", "PowerRecorder",
     "TorchPlatform", "CPUPlatform", "CUDAPlatform", "JetsonPlatform", "ApplePlatform", "RaspberryPiINA219Platform",
+    "ReplayPlatform",
 ]
