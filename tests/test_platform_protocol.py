@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -71,7 +72,7 @@ def test_cpu_inference_with_labelled_model() -> None:
     window = m.meta["energy_window"]
     assert m.energy_j == pytest.approx(m.mean_power_w * window["batch_time_s"])
     assert m.energy_above_idle_j == pytest.approx(m.energy_j)  # the model counts active energy only
-    assert 0 < m.mean_power_w <= 7.5 * torch.get_num_threads() * 1.2
+    assert 0 < m.mean_power_w <= 7.5 * (os.cpu_count() or 1) * 1.2  # at most every core busy
     assert m.power_trace and all(w >= 0 for _, w in m.power_trace)
     assert m.meta["n_parameters"] > 0 and m.meta["first_in_process"] is True
     _no_zero_for_missing(m)

@@ -290,7 +290,7 @@ def test_recorder_resolves_a_10hz_counter_to_its_updates() -> None:
         t1 = time.perf_counter()
     watts, how = rec.mean_power(t0, t1)
     assert how == "counter"
-    assert watts == pytest.approx(250.0, rel=0.03)  # update instants timed to the 2 ms poll
+    assert watts == pytest.approx(250.0, rel=0.05)  # update instants timed to the 2 ms poll
     assert len(rec.counter) >= 10
     assert max(w for _, w in rec.samples) == 250.0
 
