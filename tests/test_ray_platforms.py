@@ -121,7 +121,7 @@ def logged(log: Path) -> list[dict]:
 @pytest.fixture(scope="module")
 def cluster():
     """Two loopback nodes: head (2 x platform:test-alpha, 1 x platform:cpu) and one platform:test-beta node."""
-    use_loopback()  # otherwise Ray rewrites 127.0.0.1 to the eth0 address
+    restore_network = use_loopback()  # otherwise Ray rewrites 127.0.0.1 to the eth0 address
     old_path = os.environ.get("PYTHONPATH")
     os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (TESTS_DIR, old_path) if p)  # workers import this module
     c = Cluster(
@@ -138,6 +138,7 @@ def cluster():
     finally:
         ray.shutdown()
         c.shutdown()
+        restore_network()
         if old_path is None:
             os.environ.pop("PYTHONPATH", None)
         else:

@@ -111,8 +111,9 @@ class _PlatformActorImpl:
         return record
 
     def describe(self) -> dict[str, Any]:
-        """The platform's :meth:`~Platform.describe` plus :func:`node_info` and measurements so far."""
-        return {**self._platform.describe(), "node": node_info(), "measured": self._count}
+        """The platform's :meth:`~Platform.describe` plus :func:`node_info`, measurements so far and uptime (s)."""
+        return {**self._platform.describe(), "node": node_info(), "measured": self._count,
+                "uptime_s": time.time() - self._started}
 
     def ping(self) -> dict[str, Any]:
         """Cheap liveness check; returns :func:`node_info`."""

@@ -8,13 +8,14 @@ file (flushed and fsynced one by one) in the ``measure`` command's format plus a
 run that is interrupted loses nothing already measured and a rerun with the same file measures only
 what is missing.
 
-Faults: an actor that dies (process crash, ``ray.kill``, node loss) is restarted by Ray (``max_restarts``)
-and the measurement it was running is retried once, on whichever actor is free first; an architecture
-that kills its actor twice is recorded as failed. When Ray gives up on an actor (restarts exhausted) the
-pool starts a replacement (``max_replacements``) where the cluster still has a free unit of the
-platform (a lost node's actors are not replaced until a node advertising it returns). With
-``measure_timeout_s`` a wedged measurement restarts its actor and is retried like a crash. Measurement errors inside a live actor (out of memory,
-sensor unreadable) are failed records, never exceptions.
+Faults: an actor that dies (process crash, ``ray.kill``, node loss) is restarted by Ray
+(``max_restarts``) and the measurement it was running is retried once, on whichever actor is free
+first; an architecture that kills its actor twice is recorded as failed. When Ray gives up on an actor
+(restarts exhausted, or no restart within ``start_timeout_s``, e.g. its node is gone) the pool starts a
+replacement (``max_replacements``) if the cluster still has a free unit of the platform, and otherwise
+goes on with fewer actors. With ``measure_timeout_s`` a wedged measurement restarts its actor and is
+retried like a crash. Measurement errors inside a live actor (out of memory, sensor unreadable) are
+failed records, never exceptions.
 
 Example (a local Ray with two ``cpu`` devices)::
 

@@ -15,6 +15,7 @@ import io
 import os
 import sys
 from pathlib import Path
+from typing import Callable
 
 SHIM_DIR = str(Path(__file__).resolve().parent / "_ray_shims")
 
@@ -56,16 +57,28 @@ def ensure_ray_importable() -> bool:
 LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 
 
-def use_loopback() -> None:
+def use_loopback() -> Callable[[], None]:
     """Keep a single-host Ray on 127.0.0.1 (local ``ray.init`` and ``ray.cluster_utils.Cluster``).
 
     Ray rewrites ``127.0.0.1``/``localhost`` in node and bootstrap addresses to the host's reachable
     address (eth0) unless its "cluster mode" is off, which is what ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``
     does: node IPs then resolve to the loopback address. The variable is read when Ray is imported, so
     where Ray already is, its constant is updated too. Not for multi-host clusters (``ray start`` of a
-    worker node refuses to run with it).
+    worker node refuses to run with it). Returns a function that restores the previous setting.
     """
-    os.environ[LOOPBACK_ENV] = "0"
+    old_env = os.environ.get(LOOPBACK_ENV)
     constants = sys.modules.get("ray._private.ray_constants")
+    old_const = getattr(constants, "ENABLE_RAY_CLUSTER", None)
+    os.environ[LOOPBACK_ENV] = "0"
     if constants is not None:
         constants.ENABLE_RAY_CLUSTER = False
+
+    def restore() -> None:
+        if old_env is None:
+            os.environ.pop(LOOPBACK_ENV, None)
+        else:
+            os.environ[LOOPBACK_ENV] = old_env
+        if constants is not None and old_const is not None:
+            constants.ENABLE_RAY_CLUSTER = old_const
+
+    return restore
