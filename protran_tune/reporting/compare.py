@@ -10,6 +10,7 @@ and the count used is reported.
 from __future__ import annotations
 
 import math
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -104,7 +105,7 @@ def plot_comparison(comparison: Comparison, path: str | Path, *, title: str | No
     platforms = comparison.platforms
     n = len(platforms)
     width = 0.8 / n
-    fig, ax = plt.subplots(figsize=(max(7.0, 1.2 + 0.55 * n * len(METRICS)), 4.6), dpi=120)
+    fig, ax = plt.subplots(figsize=(max(9.0, 2.0 + 0.45 * n * len(METRICS)), 5.6), dpi=120)
     colors = plt.get_cmap("tab10")
     present = [v for p in platforms for v in comparison.ratios[p].values() if v is not None]
     lo, hi = min(present + [1.0]), max(present + [1.0])
@@ -133,12 +134,12 @@ def plot_comparison(comparison: Comparison, path: str | Path, *, title: str | No
     ax.set_xticks(range(len(METRICS)))
     ax.set_xticklabels([METRIC_LABELS[m] for m in METRICS])
     ax.set_ylabel(f"relative to {comparison.baseline} (log scale)")
-    ax.set_title(title or (
+    ax.set_title(textwrap.fill(title or (
         f"Platforms relative to {comparison.names[comparison.baseline]}: geometric mean over "
         f"{len(comparison.common)} common architectures"
-    ), fontsize=10)
+    ), 90), fontsize=10)
     ax.grid(axis="y", which="both", alpha=0.25)
-    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.08), ncol=min(n, 3), frameon=False)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
