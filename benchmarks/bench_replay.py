@@ -1,0 +1,334 @@
+"""Replay benchmark: active learning of hardware surrogates on the 7 recorded ProTran datasets.
+
+For every dataset and seed (honest split: a random 20% test set drawn before any query; seed = the
+file's recorded LHS records outside the test set), three arms, all querying ``--batch-size`` records
+per step:
+
+* ``al-bdt``      — ours: BDT ensemble on global features, query = highest normalised std (whole pool),
+                    run to the whole pool (samples to convergence);
+* ``random-bdt``  — the same regressor with random queries (baseline a);
+* ``original``    — the original ProTran method: AdaBoost over 500 trees on the raw embedding,
+                    query = largest summed std among 64 random pool records (baseline b).
+
+On the A100 file, GP, BOSHNAS (uncertainty/GOBI) and DT (random; it has no std) also run (Fig. 6).
+Reported: median test MSE over seeds at 16/32/64 samples (or the whole pool), ratios against the
+baselines, samples to convergence (0.3%) next to the paper's Table II with the floor reached, ±1σ/±2σ
+coverage, and speed (fit on 200 samples, prediction throughput with features, 10k-candidate query).
+
+    /work/venv/bin/python benchmarks/bench_replay.py            # full run (~30 min on 2 cores)
+    /work/venv/bin/python benchmarks/bench_replay.py --quick    # smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = REPO.parent / "shared" / "data" / "protran-measurements"
+RESULTS = REPO / "benchmarks" / "results"
+MEASURES = ("latency", "energy", "peak_power")
+PAPER_TABLE2 = {  # samples to convergence, paper Table II
+    "gpu_a100": 55, "cpu_m1-pro": 78, "gpu_m1-pro": 138, "cpu_rpi": 227, "npu_ncs": 21,
+    "cpu_jetson-nano": 164, "gpu_jetson-nano": 22,
+}
+ARMS = {
+    "al-bdt": dict(regressor="bdt", strategy="uncertainty", candidates=None, full=True),
+    "random-bdt": dict(regressor="bdt", strategy="random", candidates=None, full=False),
+    "original": dict(regressor="protran-adaboost", strategy="uncertainty", candidates=64, full=False),
+}
+FIG6_ARMS = {
+    "al-gp": dict(regressor="gp", strategy="uncertainty", candidates=None, full=False),
+    "al-boshnas": dict(regressor="boshnas", strategy="uncertainty", candidates=None, full=False),
+    "random-dt": dict(regressor="dt", strategy="random", candidates=None, full=False),
+}
+COST = {"protran-adaboost": 10, "gp": 8, "boshnas": 3, "bdt": 1, "dt": 0.2}
+
+
+def run_task(task: dict[str, Any]) -> dict[str, Any]:
+    """One replay run (in a worker process); returns the result without bulky fields."""
+    import torch
+
+    torch.set_num_threads(1)
+    from protran_tune.datasets import load_recorded
+    from protran_tune.workflows.replay import ReplayConfig, run_replay
+
+    ds = load_recorded(task["path"])
+    cfg = ReplayConfig(
+        regressor=task["regressor"], strategy=task["strategy"], seed_samples=16, budget=task["budget"],
+        test_fraction=0.2, seed=task["seed"], batch_size=task["batch_size"], candidates=task["candidates"],
+    )
+    r = run_replay(ds, cfg)
+    keep = task["device"] == "gpu_a100" and task["seed"] == 0
+    return {
+        "device": task["device"], "arm": task["arm"], "seed": task["seed"], "config": r["config"],
+        "curve": [{k: p[k] for k in ("n_samples", "test_mse", "kendall_tau", "within_10pct", "coverage_1std", "coverage_2std")} for p in r["curve"]],
+        "samples_to_convergence": r["samples_to_convergence"], "floor": r["floor"], "coverage": r["coverage"],
+        "timings": r["timings"], "dataset": r["dataset"],
+        "final_predictions": r["final_predictions"] if keep else None,
+        "no_test_queried": not (set(r["test_keys"]) & set(r["queried_keys"] + r["seed_keys"])),
+    }
+
+
+def point_at(result: dict[str, Any], n: int) -> dict[str, Any] | None:
+    for p in result["curve"]:
+        if p["n_samples"] == n:
+            return p
+    return None
+
+
+def median_or_none(values: list[float | None]) -> float | None:
+    """Median where ``None`` = not reached (+inf): ``None`` if the median is unreached."""
+    v = sorted(np.inf if x is None else float(x) for x in values)
+    if not v:
+        return None
+    m = float(np.median(v))
+    return None if not np.isfinite(m) else m
+
+
+def speed(data_dir: Path) -> dict[str, Any]:
+    """Fit on 200 samples, predict 100k architectures (features included), choose from 10k candidates."""
+    from protran_tune.datasets import load_recorded
+    from protran_tune.samplers.acquisition import select_queries
+    from protran_tune.space import get_space
+    from protran_tune.surrogates import make_surrogate
+
+    ds = load_recorded(data_dir / "results_gpu_a100_b128_r3.json")
+    sp = get_space("flexibert2")
+    rng = np.random.default_rng(0)
+    big = np.stack([sp.embed(a) for a in sp.iter_samples(10_000, seed=123)])
+    E100k = np.concatenate([big] * 10)
+    E10k = big
+    X, Y = ds.embeddings[:200].astype(float), ds.Y[:200]
+    out: dict[str, Any] = {"n_fit": 200, "n_predict": len(E100k), "n_candidates": len(E10k)}
+    for name in ("bdt", "boshnas", "gp", "protran-adaboost"):
+        m = make_surrogate(name, random_state=0)
+        fits = []
+        for _ in range(3 if name in ("bdt", "boshnas") else 1):
+            t = time.perf_counter()
+            m.fit(X, Y)
+            fits.append(time.perf_counter() - t)
+        n_pred = len(E100k) if name in ("bdt", "boshnas") else 10_000
+        preds = []
+        for _ in range(3 if name in ("bdt", "boshnas") else 1):
+            t = time.perf_counter()
+            m.predict(E100k[:n_pred], return_std=True)
+            preds.append(time.perf_counter() - t)
+        queries = []
+        for k in (1, 4):
+            t = time.perf_counter()
+            select_queries(m, E10k, k=k)
+            queries.append(time.perf_counter() - t)
+        out[name] = {
+            "fit_200_s": float(np.median(fits)),
+            "predict_per_s": n_pred / float(np.median(preds)),
+            "predict_rows": n_pred,
+            "query_10k_k1_s": queries[0],
+            "query_10k_k4_s": queries[1],
+        }
+        print(f"speed {name}: {out[name]}", flush=True)
+    from protran_tune.space import FeatureEncoder
+
+    fe = FeatureEncoder("flexibert2")
+    fe.transform(E10k[:10])
+    t = time.perf_counter()
+    fe.transform(E100k)
+    out["feature_encoder_per_s"] = len(E100k) / (time.perf_counter() - t)
+    out["load_average_1min"] = os.getloadavg()[0]
+    del rng
+    return out
+
+
+def summarise(results: list[dict[str, Any]], budgets: list[int]) -> dict[str, Any]:
+    devices = sorted({r["device"] for r in results})
+    summary: dict[str, Any] = {"per_device": {}, "budgets": budgets}
+    ratios_orig: dict[int, list[float]] = {}
+    al_le_random: dict[int, dict[str, bool]] = {}
+    for dev in devices:
+        rs = [r for r in results if r["device"] == dev]
+        pool = rs[0]["dataset"]["n_pool"]
+        bs = sorted({min(b, pool) for b in budgets})
+        dev_out: dict[str, Any] = {"n_records": rs[0]["dataset"]["n_records"], "n_test": rs[0]["dataset"]["n_test"],
+                                   "n_pool": pool, "budgets": bs, "median_test_mse": {}}
+        for arm in sorted({r["arm"] for r in rs}):
+            ar = [r for r in rs if r["arm"] == arm]
+            per_b = {}
+            for b in bs:
+                pts = [point_at(r, b) for r in ar]
+                pts = [p for p in pts if p is not None]
+                if pts:
+                    per_b[str(b)] = {m: float(np.median([p["test_mse"][m] for p in pts])) for m in MEASURES}
+                    per_b[str(b)]["mean_over_measures"] = float(np.mean([per_b[str(b)][m] for m in MEASURES]))
+            dev_out["median_test_mse"][arm] = per_b
+        med = dev_out["median_test_mse"]
+        dev_out["ratio_al_over_random"] = {}
+        dev_out["ratio_al_over_original"] = {}
+        for b in bs:
+            key = str(b)
+            if key in med.get("al-bdt", {}) and key in med.get("random-bdt", {}):
+                dev_out["ratio_al_over_random"][key] = {
+                    m: med["al-bdt"][key][m] / med["random-bdt"][key][m] for m in (*MEASURES, "mean_over_measures")
+                }
+                al_le_random.setdefault(budgets.index(b) if b in budgets else len(budgets) - 1, {})
+            if key in med.get("al-bdt", {}) and key in med.get("original", {}):
+                rat = {m: med["al-bdt"][key][m] / med["original"][key][m] for m in (*MEASURES, "mean_over_measures")}
+                dev_out["ratio_al_over_original"][key] = rat
+        # convergence (al-bdt runs to the whole pool)
+        al = [r for r in rs if r["arm"] == "al-bdt"]
+        dev_out["samples_to_convergence_median"] = {m: median_or_none([r["samples_to_convergence"][m] for r in al]) for m in MEASURES}
+        dev_out["samples_to_convergence_all_measures_median"] = median_or_none(
+            [max((np.inf if r["samples_to_convergence"][m] is None else r["samples_to_convergence"][m]) for m in MEASURES) for r in al]
+        )
+        dev_out["converged_seeds"] = {m: sum(r["samples_to_convergence"][m] is not None for r in al) for m in MEASURES}
+        dev_out["floor_median"] = {m: float(np.median([r["floor"][m]["test_mse"] for r in al])) for m in MEASURES}
+        dev_out["floor_at_samples_median"] = {m: float(np.median([r["floor"][m]["n_samples"] for r in al])) for m in MEASURES}
+        dev_out["paper_table2_samples"] = PAPER_TABLE2.get(dev)
+        dev_out["coverage_al_bdt_final_median"] = {
+            s: {m: median_or_none([r["coverage"][s][m] for r in al]) for m in MEASURES} for s in ("1std", "2std")
+        }
+        dev_out["no_test_record_queried"] = all(r["no_test_queried"] for r in rs)
+        summary["per_device"][dev] = dev_out
+    # headline figures at each budget index (16, 32, 64 or the whole pool)
+    headline = {}
+    for b in budgets:
+        al_vs_rand, al_vs_orig, le = [], [], {}
+        for dev, d in summary["per_device"].items():
+            key = str(min(b, d["n_pool"]))
+            rr = d["ratio_al_over_random"].get(key)
+            ro = d["ratio_al_over_original"].get(key)
+            if rr:
+                le[dev] = rr["mean_over_measures"] <= 1.0
+                al_vs_rand += [rr[m] for m in MEASURES]
+            if ro:
+                al_vs_orig += [ro[m] for m in MEASURES]
+        headline[str(b)] = {
+            "al_le_random_per_device (mean MSE over measures)": le,
+            "al_le_random_all_devices": all(le.values()) if le else None,
+            "median_ratio_al_over_random (devices x measures)": float(np.median(al_vs_rand)) if al_vs_rand else None,
+            "median_ratio_ours_over_original (devices x measures)": float(np.median(al_vs_orig)) if al_vs_orig else None,
+        }
+    summary["headline"] = headline
+    # coverage over all al-bdt runs (final point)
+    cov = {s: {m: [] for m in MEASURES} for s in ("1std", "2std")}
+    for r in results:
+        if r["arm"] == "al-bdt":
+            for s in cov:
+                for m in MEASURES:
+                    cov[s][m].append(r["coverage"][s][m])
+    summary["coverage_al_bdt_all_devices_median"] = {s: {m: float(np.median(v)) for m, v in d.items()} for s, d in cov.items()}
+    a100 = [r for r in results if r["device"] == "gpu_a100"]
+    summary["coverage_a100_by_arm_median"] = {
+        arm: {s: {m: median_or_none([r["coverage"][s][m] for r in a100 if r["arm"] == arm]) for m in MEASURES} for s in ("1std", "2std")}
+        for arm in sorted({r["arm"] for r in a100})
+    }
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    p.add_argument("--seeds", type=int, default=5)
+    p.add_argument("--budgets", type=int, nargs="+", default=[16, 32, 64])
+    p.add_argument("--batch-size", type=int, default=4, help="queries per step (all arms)")
+    p.add_argument("--n-jobs", type=int, default=2)
+    p.add_argument("--quick", action="store_true", help="2 seeds, small datasets only, no Fig. 6 extras")
+    p.add_argument("--out-prefix", default=str(RESULTS / "replay"))
+    args = p.parse_args(argv)
+    from joblib import Parallel, delayed
+
+    from protran_tune.datasets import load_recorded, recorded_files
+    from protran_tune.reporting.learning import plot_learning_curves, plot_predicted_vs_real
+
+    files = recorded_files(args.data)
+    if not files:
+        print(f"no recorded files under {args.data}", file=sys.stderr)
+        return 2
+    seeds = list(range(2 if args.quick else args.seeds))
+    if args.quick:
+        files = [f for f in files if len(load_recorded(f)) <= 30]
+    budget = max(args.budgets)
+    tasks = []
+    for f in files:
+        ds = load_recorded(f)
+        arms = dict(ARMS)
+        if ds.device == "gpu_a100" and not args.quick:
+            arms.update(FIG6_ARMS)
+        for arm, spec in arms.items():
+            for s in seeds:
+                tasks.append({
+                    "path": str(f), "device": ds.device, "arm": arm, "seed": s, "regressor": spec["regressor"],
+                    "strategy": spec["strategy"], "candidates": spec["candidates"],
+                    "budget": len(ds) if spec["full"] else budget, "batch_size": args.batch_size,
+                    "cost": COST[spec["regressor"]] * (4 if spec["full"] else 1) * len(ds) ** 0.5,
+                })
+    tasks.sort(key=lambda t: -t["cost"])  # longest first: better packing on 2 workers
+    print(f"{len(tasks)} replay runs on {len(files)} datasets, {len(seeds)} seeds, n_jobs={args.n_jobs}", flush=True)
+    t0 = time.perf_counter()
+    results = Parallel(n_jobs=args.n_jobs, verbose=5)(delayed(run_task)({k: v for k, v in t.items() if k != "cost"}) for t in tasks)
+    wall_runs = time.perf_counter() - t0
+    summary = summarise(results, args.budgets)
+    t1 = time.perf_counter()
+    speed_out = speed(args.data) if not args.quick else None
+    wall_speed = time.perf_counter() - t1
+
+    prefix = Path(args.out_prefix)
+    prefix.parent.mkdir(parents=True, exist_ok=True)
+    figures = {}
+    a100 = [r for r in results if r["device"] == "gpu_a100"]
+    if a100:
+        by_arm: dict[str, list[dict[str, Any]]] = {}
+        label = {"al-bdt": "bdt (ours, uncertainty)", "random-bdt": "bdt (random)", "original": "protran-adaboost (original)",
+                 "al-gp": "gp (uncertainty)", "al-boshnas": "boshnas (GOBI)", "random-dt": "dt (random)"}
+        for r in a100:
+            by_arm.setdefault(label[r["arm"]], []).append(r)
+        # Fig. 6 up to the common budget
+        clipped = {k: [{**r, "curve": [p for p in r["curve"] if p["n_samples"] <= budget]} for r in v] for k, v in by_arm.items()}
+        figures["fig6"] = str(plot_learning_curves(clipped, f"{prefix}_fig6_a100.png",
+                                                   title="A100: test MSE vs samples (median, IQR over seeds; honest 20% split)"))
+        al0 = next(r for r in a100 if r["arm"] == "al-bdt" and r["seed"] == 0)
+        figures["fig7"] = str(plot_predicted_vs_real(al0, f"{prefix}_fig7_a100.png",
+                                                     title=f"A100, bdt after {al0['curve'][-1]['n_samples']} samples, held-out test set"))
+    per_dev = {}
+    for r in results:
+        if r["arm"] in ARMS:
+            per_dev.setdefault(r["device"], {}).setdefault(r["arm"], []).append(r)
+    for dev, arms in per_dev.items():
+        clipped = {k: [{**r, "curve": [p for p in r["curve"] if p["n_samples"] <= budget]} for r in v] for k, v in arms.items()}
+        figures[f"curves_{dev}"] = str(plot_learning_curves(clipped, f"{prefix}_curves_{dev}.png", title=f"{dev}: ours vs random vs original"))
+    for r in results:
+        if r.get("final_predictions") is None:
+            r.pop("final_predictions", None)
+    out = {
+        "command": "/work/venv/bin/python benchmarks/bench_replay.py " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:])),
+        "protocol": {
+            "split": "random test set of 20% of each file drawn before any query (seeded); never queried",
+            "seed": "the file's first 16 records (recorded LHS seed) outside the test set, topped up at random",
+            "batch_size": args.batch_size, "seeds": seeds, "budgets": args.budgets, "threshold": 0.003,
+            "targets": "per-sequence latency, energy, peak power divided by their maximum over the file",
+            "arms": {**ARMS, **FIG6_ARMS},
+        },
+        "wall_time_s": {"replay_runs": wall_runs, "speed": wall_speed, "n_jobs": args.n_jobs},
+        "summary": summary,
+        "speed": speed_out,
+        "figures": figures,
+        "runs": results,
+    }
+    path = Path(f"{prefix}_benchmark.json")
+    path.write_text(json.dumps(out, indent=1))
+    print(json.dumps({"headline": summary["headline"], "wall_time_s": out["wall_time_s"]}, indent=1))
+    for dev, d in summary["per_device"].items():
+        print(dev, "conv", d["samples_to_convergence_median"], "paper", d["paper_table2_samples"], "floor", d["floor_median"])
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
