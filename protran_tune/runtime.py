@@ -179,6 +179,20 @@ def resolve_ray_address(address: str | None) -> str | None:
     return os.environ.get("RAY_ADDRESS") or None
 
 
+def check_ray_address(address: str, timeout_s: float = 5.0) -> None:
+    """Fail fast (``UsageError``) when a ``host:port`` or ``ray://host:port`` cluster address does not answer
+    (``ray.init`` would retry for minutes)."""
+    target = address.split("://", 1)[1] if "://" in address else address
+    host, sep, port = target.rpartition(":")
+    if not sep or not port.isdigit() or not host:
+        raise UsageError(f"Ray address {address!r} must be 'auto', host:port or ray://host:port")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s):
+            pass
+    except OSError as exc:
+        raise UsageError(f"could not connect to Ray cluster {address!r}: {exc.strerror or exc}") from None
+
+
 def _enable_token_auth() -> None:
     """``RAY_AUTH_MODE=token`` for this process and its children, also if Ray is already imported."""
     os.environ["RAY_AUTH_MODE"] = "token"
@@ -227,6 +241,8 @@ def ray_session(
     if ray.is_initialized():  # already connected (e.g. inside a Ray job): use it, leave it running
         yield {"address": address or "current", "started": False}
         return
+    if address not in (None, "auto", "local"):
+        check_ray_address(address)
     kwargs: dict[str, Any] = {"logging_level": logging.WARNING, "log_to_driver": False}
     if runtime_env:
         kwargs["runtime_env"] = dict(runtime_env)
