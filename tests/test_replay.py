@@ -1,0 +1,232 @@
+"""Recorded datasets, the replay platform, the active-learning replay loop and the replay command."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from protran_tune.cli import main
+from protran_tune.datasets import load_recorded, recorded_files
+from protran_tune.platforms import MeasurementError, get_platform
+from protran_tune.space import Architecture
+from protran_tune.space import FeatureEncoder, get_space
+from protran_tune.workflows.replay import ReplayConfig, run_replay, split_test
+
+
+
+def synthetic_records(n: int = 40, seed: int = 0, noise: float = 0.02) -> dict[str, dict]:
+    """``n`` random architectures with latency/energy/peak power that follow their FLOPs and width."""
+    sp = get_space("flexibert2")
+    archs = list(sp.iter_samples(n, seed=seed))
+    E = np.stack([sp.embed(a) for a in archs])
+    F = FeatureEncoder(sp).transform(E)
+    rng = np.random.default_rng(seed)
+    gflops, hidden = F[:, 2], F[:, 18]
+    latency = 1e-3 * (1 + gflops) * (1 + noise * rng.standard_normal(n))
+    energy = 5 * latency * (1 + noise * rng.standard_normal(n))
+    peak = 50 + 0.05 * hidden + rng.normal(0, 1, n)
+    out = {}
+    for i, a in enumerate(archs):
+        out[f"{i:032x}"] = {
+            "model_dict": a.to_model_dict(),
+            "model_type": "synthetic",
+            "embedding": str(E[i].tolist()),
+            "performance": {"latency": float(latency[i]), "energy": float(energy[i]), "peak_power": float(peak[i])},
+        }
+    return out
+
+
+def write_records(path: Path, records: dict) -> Path:
+    path.write_text(json.dumps(records))
+    return path
+
+
+@pytest.fixture()
+def synthetic_file(tmp_path: Path) -> Path:
+    return write_records(tmp_path / "results_synthetic_b4_r2.json", synthetic_records(40))
+
+
+# ----------------------------------------------------------------------------- loader
+def test_loads_all_recorded_files(measurement_files) -> None:
+    sizes = {}
+    seeds = []
+    for f in measurement_files:
+        ds = load_recorded(f)
+        raw = json.loads(f.read_text())
+        assert list(ds.keys) == list(raw)  # file order = original query order, nothing dropped
+        assert ds.skipped == ()
+        np.testing.assert_allclose(ds.Y.max(0), 1.0)
+        assert (ds.Y > 0).all()
+        sizes[ds.device] = len(ds)
+        seeds.append(ds.embeddings[:16])
+    assert sizes["gpu_a100"] == 239 and sizes["npu_ncs"] == 21
+    for s in seeds[1:]:  # the shared LHS seed opens every file
+        np.testing.assert_array_equal(s, seeds[0])
+    assert recorded_files(measurement_files[0].parent) == measurement_files
+
+
+def test_file_name_and_normaliser(synthetic_file: Path) -> None:
+    ds = load_recorded(synthetic_file)
+    assert (ds.device, ds.batch_size, ds.runs, len(ds)) == ("synthetic", 4, 2, 40)
+    np.testing.assert_allclose(ds.Y * ds.normaliser, ds.Y_raw)
+    assert ds.index_of(ds.archs[7]) == 7 and ds.index_of(ds.embeddings[3]) == 3
+
+
+@pytest.mark.parametrize(
+    "corrupt, message",
+    [
+        (lambda r: r.pop("performance"), r"missing field\(s\) \['performance'\]"),
+        (lambda r: r.update(embedding=r["embedding"].replace("[", "[1, ", 1).rsplit(",", 1)[0] + "]"), "disagrees with the model_dict|embedding must be"),
+        (lambda r: r["performance"].update(latency=float("nan")), r"performance\['latency'\] must be finite and positive"),
+        (lambda r: r["performance"].update(energy=-1.0), r"performance\['energy'\] must be finite and positive"),
+        (lambda r: r["performance"].update(peak_power="12 W"), r"performance\['peak_power'\] must be a number"),
+        (lambda r: r["model_dict"].update(l=99), "model_dict"),
+    ],
+)
+def test_bad_record_is_named_or_reported(tmp_path: Path, corrupt, message: str) -> None:
+    records = synthetic_records(12)
+    key = list(records)[5]
+    corrupt(records[key])
+    path = write_records(tmp_path / "results_bad_b1_r1.json", records)
+    with pytest.raises(ValueError, match=f"record '{key}'") as info:
+        load_recorded(path)
+    assert info.match(message)
+    ds = load_recorded(path, on_error="skip")
+    assert len(ds) == 11 and key not in ds.keys
+    assert [s["key"] for s in ds.skipped] == [key] and ds.skipped[0]["reason"]
+
+
+def test_inconsistent_embedding_names_positions(tmp_path: Path) -> None:
+    records = synthetic_records(6)
+    key = list(records)[2]
+    emb = json.loads(records[key]["embedding"])
+    emb[4] += 1
+    records[key]["embedding"] = str(emb)
+    path = write_records(tmp_path / "results_x_b1_r1.json", records)
+    with pytest.raises(ValueError, match=rf"record '{key}': recorded embedding disagrees .* position\(s\) \[4\]"):
+        load_recorded(path)
+
+
+def test_duplicate_keys_and_architectures_are_errors(tmp_path: Path) -> None:
+    records = synthetic_records(5)
+    keys = list(records)
+    text = json.dumps(records)
+    dup = text[:-1] + f', "{keys[0]}": ' + json.dumps(records[keys[0]]) + "}"
+    (tmp_path / "d.json").write_text(dup)
+    with pytest.raises(ValueError, match="duplicate key"):
+        load_recorded(tmp_path / "d.json")
+    records["f" * 32] = dict(records[keys[1]])
+    path = write_records(tmp_path / "results_d_b1_r1.json", records)
+    with pytest.raises(ValueError, match=f"same architecture as record '{keys[1]}'"):
+        load_recorded(path)
+    with pytest.raises(FileNotFoundError):
+        load_recorded(tmp_path / "absent.json")
+
+
+# ----------------------------------------------------------------------------- platform
+def test_replay_platform_answers_from_the_file(synthetic_file: Path) -> None:
+    platform = get_platform("replay", dataset=str(synthetic_file))
+    ds = platform.dataset
+    m = platform.measure(ds.archs[3])
+    obj = m.objectives()
+    np.testing.assert_allclose([obj["latency"], obj["energy"], obj["peak_power"]], ds.Y_raw[3])
+    assert m.source == f"replay:{synthetic_file.name}" and m.batch_size == 4
+    assert m.idle_power_w is None and "idle_power_w" in m.unavailable
+    other = Architecture.homogeneous(2, 128, 2, 512)
+    with pytest.raises(MeasurementError, match="not in the recorded file"):
+        platform.measure(other)
+    from protran_tune.platforms import Workload
+
+    with pytest.raises(MeasurementError, match="inference measurements only"):
+        platform.measure(ds.archs[0], Workload(mode="training"))
+
+
+# ----------------------------------------------------------------------------- loop
+def test_split_is_random_not_the_tail() -> None:
+    test = split_test(200, 0.2, seed=0)
+    assert len(test) == 40 and len(set(test.tolist())) == 40
+    assert test.min() < 100  # not the last 20% in query order
+    assert not np.array_equal(test, split_test(200, 0.2, seed=1))
+    np.testing.assert_array_equal(test, split_test(200, 0.2, seed=0))
+
+
+@pytest.mark.parametrize("strategy, seed_mode", [("uncertainty", "recorded"), ("random", "lhs")])
+def test_loop_never_queries_the_test_set(synthetic_file: Path, strategy: str, seed_mode: str) -> None:
+    ds = load_recorded(synthetic_file)
+    cfg = ReplayConfig(regressor="bdt", strategy=strategy, seed_mode=seed_mode, seed_samples=8, budget=20,
+                       batch_size=3, seed=2, regressor_params={"n_members": 3, "n_estimators": 8})
+    r = run_replay(ds, cfg)
+    test, seed, queried = set(r["test_keys"]), r["seed_keys"], r["queried_keys"]
+    assert len(test) == 8 and len(seed) == 8 and len(queried) == 12
+    assert not test & set(seed + queried)
+    assert len(set(seed + queried)) == 20
+    if seed_mode == "recorded":  # the file's first records outside the test set
+        recorded = [k for k in ds.keys[:8] if k not in test]
+        assert seed[: len(recorded)] == recorded
+    assert [p["n_samples"] for p in r["curve"]] == [8, 11, 14, 17, 20]
+    for p in r["curve"]:
+        assert set(p["test_mse"]) == {"latency", "energy", "peak_power"}
+        assert all(v >= 0 for v in p["test_mse"].values())
+    for name, n in r["samples_to_convergence"].items():
+        hits = [p["n_samples"] for p in r["curve"] if p["test_mse"][name] < cfg.threshold]
+        assert n == (hits[0] if hits else None)
+        assert r["floor"][name]["test_mse"] == min(p["test_mse"][name] for p in r["curve"])
+
+
+def test_uncertainty_queries_follow_the_acquisition(synthetic_file: Path) -> None:
+    from protran_tune.samplers.acquisition import select_queries
+    from protran_tune.surrogates import make_surrogate
+
+    ds = load_recorded(synthetic_file)
+    params = {"n_members": 3, "n_estimators": 8}
+    r = run_replay(ds, ReplayConfig(regressor="bdt", seed_samples=10, budget=11, seed=0, regressor_params=params))
+    idx = {k: i for i, k in enumerate(ds.keys)}
+    seed = [idx[k] for k in r["seed_keys"]]
+    pool = sorted(set(range(len(ds))) - {idx[k] for k in r["test_keys"]} - set(seed))
+    m = make_surrogate("bdt", random_state=0, **params).fit(ds.embeddings[seed].astype(float), ds.Y[seed])
+    expected = pool[int(select_queries(m, ds.embeddings[pool].astype(float), k=1)[0])]
+    assert r["queried_keys"] == [ds.keys[expected]]
+
+
+def test_config_validation() -> None:
+    with pytest.raises(ValueError, match="strategy must be one of"):
+        ReplayConfig(strategy="greedy").validate()
+    with pytest.raises(ValueError, match="budget=8 must be >= seed_samples=16"):
+        ReplayConfig(budget=8).validate()
+    with pytest.raises(ValueError, match="test_fraction"):
+        ReplayConfig(test_fraction=1.0).validate()
+
+
+# ----------------------------------------------------------------------------- command
+def test_cli_writes_documented_json(synthetic_file: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "r.json"
+    rc = main(["replay", "--dataset", str(synthetic_file), "--regressor", "bdt", "--seed-samples", "10",
+               "--budget", "14", "--batch-size", "2", "--test-fraction", "0.25", "--seed", "1",
+               "--regressor-param", "n_members=3", "--regressor-param", "n_estimators=8", "--out", str(out)])
+    assert rc == 0
+    r = json.loads(out.read_text())
+    assert [p["n_samples"] for p in r["curve"]] == [10, 12, 14]
+    for p in r["curve"]:
+        for key in ("test_mse", "kendall_tau", "within_10pct"):
+            assert set(p[key]) == {"latency", "energy", "peak_power"}
+        assert all(0 <= v <= 1 for v in p["within_10pct"].values())
+        assert all(v is None or -1 <= v <= 1 for v in p["kendall_tau"].values())
+    assert set(r["samples_to_convergence"]) == {"latency", "energy", "peak_power"}
+    assert r["config"]["regressor_params"] == {"n_members": 3, "n_estimators": 8}
+    assert r["dataset"]["n_test"] == 10 and set(r["coverage"]) == {"1std", "2std"}
+    assert r["timings"]["n_fits"] == 3 and math.isfinite(r["timings"]["total_s"])
+    assert r["command"].startswith("protran-tune replay --dataset") and "--regressor-param n_members=3" in r["command"]
+    err = capsys.readouterr().err
+    assert "n=10 test MSE" in err and "wrote" in err
+
+
+def test_cli_bad_input_exit_code(synthetic_file: Path, tmp_path: Path, capsys) -> None:
+    assert main(["replay", "--dataset", str(synthetic_file), "--regressor", "dt", "--out", str(tmp_path / "x.json")]) == 2
+    assert "no uncertainty model" in capsys.readouterr().err
+    assert main(["replay", "--dataset", str(tmp_path / "none.json"), "--out", str(tmp_path / "x.json")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert not (tmp_path / "x.json").exists()

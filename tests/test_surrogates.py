@@ -1,0 +1,154 @@
+"""Surrogates: shapes, uncertainty, scikit-learn conventions, seeding, input validation."""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pytest
+from sklearn.base import clone
+
+from protran_tune.space import FeatureEncoder, get_space
+from protran_tune.surrogates import available_surrogates, make_surrogate
+
+# small settings so every surrogate fits in well under a second
+FAST = {
+    "gp": {"maxiter": 15},
+    "dt": {},
+    "bdt": {"n_members": 3, "n_estimators": 8},
+    "boshnas": {"epochs": 40, "mc_samples": 4, "hidden": 16},
+    "protran-adaboost": {"n_estimators": 15},
+}
+
+
+@pytest.fixture(scope="module")
+def data() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    sp = get_space("flexibert2")
+    E = np.stack([sp.embed(a) for a in sp.iter_samples(60, seed=3)]).astype(float)
+    F = FeatureEncoder(sp).transform(E.astype(int))
+    rng = np.random.default_rng(0)
+    Y = np.column_stack([1 + F[:, 2], 2 + F[:, 1], 10 + F[:, 18] / 100]) * (1 + 0.01 * rng.standard_normal((60, 3)))
+    return E[:40], Y[:40], E[40:]
+
+
+def test_registry_names() -> None:
+    assert available_surrogates() == ["gp", "dt", "bdt", "boshnas", "protran-adaboost"]
+    with pytest.raises(ValueError, match="unknown surrogate 'xgb'"):
+        make_surrogate("xgb")
+    with pytest.raises(ValueError, match=r"unknown parameter\(s\) \['depth'\].*allowed"):
+        make_surrogate("bdt", depth=3)
+
+
+@pytest.mark.parametrize("name", list(FAST))
+def test_fit_predict_shapes_and_std(name: str, data) -> None:
+    X, Y, Xt = data
+    m = make_surrogate(name, random_state=0, **FAST[name])
+    assert m.fit(X, Y) is m
+    mean = m.predict(Xt)
+    assert mean.shape == (len(Xt), 3)
+    mean2, std = m.predict(Xt, return_std=True)
+    np.testing.assert_allclose(mean, mean2)
+    assert std.shape == (len(Xt), 3)
+    if m.supports_std:
+        assert np.isfinite(std).all() and (std > 0).all()
+    else:
+        assert np.isnan(std).all()
+    # the fit is informative: training error well below the target variance
+    assert np.mean((m.predict(X) - Y) ** 2 / Y.var(0)) < 0.8
+
+
+@pytest.mark.parametrize("name", list(FAST))
+def test_params_clone_pickle_roundtrip(name: str, data) -> None:
+    X, Y, Xt = data
+    m = make_surrogate(name, random_state=1, **FAST[name])
+    params = m.get_params()
+    assert params["random_state"] == 1
+    c = clone(m)
+    assert c.get_params() == params and not hasattr(c, "x_mean_")
+    c.set_params(random_state=2)
+    assert c.get_params()["random_state"] == 2
+    with pytest.raises(ValueError):
+        c.set_params(no_such_param=1)
+    m.fit(X, Y)
+    restored = pickle.loads(pickle.dumps(m))
+    a, sa = m.predict(Xt, return_std=True)
+    b, sb = restored.predict(Xt, return_std=True)
+    np.testing.assert_allclose(a, b)
+    np.testing.assert_allclose(sa, sb)
+
+
+@pytest.mark.parametrize("name", ["bdt", "boshnas", "protran-adaboost", "dt"])
+def test_seeding_reproducible(name: str, data) -> None:
+    X, Y, Xt = data
+    p1 = make_surrogate(name, random_state=7, **FAST[name]).fit(X, Y).predict(Xt, return_std=True)
+    p2 = make_surrogate(name, random_state=7, **FAST[name]).fit(X, Y).predict(Xt, return_std=True)
+    np.testing.assert_array_equal(p1[0], p2[0])
+    if name in ("bdt", "boshnas"):
+        p3 = make_surrogate(name, random_state=8, **FAST[name]).fit(X, Y).predict(Xt)
+        assert not np.allclose(p1[0], p3)
+
+
+def test_boshnas_leaves_global_torch_rng_alone(data) -> None:
+    import torch
+
+    X, Y, _ = data
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    make_surrogate("boshnas", random_state=0, **FAST["boshnas"]).fit(X, Y)
+    assert torch.equal(torch.rand(3), expected)
+
+
+def test_bad_inputs_raise_clear_errors(data) -> None:
+    X, Y, Xt = data
+    m = make_surrogate("bdt", random_state=0, **FAST["bdt"])
+    with pytest.raises(ValueError, match="not fitted"):
+        m.predict(Xt)
+    with pytest.raises(ValueError, match="X must be 2-D"):
+        m.fit(X[:, 0], Y)
+    with pytest.raises(ValueError, match="n_samples=40"):
+        m.fit(X, Y[:10])
+    Ynan = Y.copy()
+    Ynan[3, 1] = np.nan
+    with pytest.raises(ValueError, match="Y contains NaN"):
+        m.fit(X, Ynan)
+    with pytest.raises(ValueError, match="expects ProTran embeddings of 37 columns"):
+        m.fit(X[:, :10], Y)
+    with pytest.raises(ValueError, match="non-integer"):
+        m.fit(X + 0.5, Y)
+    with pytest.raises(ValueError, match="at least 2 training samples"):
+        m.fit(X[:1], Y[:1])
+    with pytest.raises(ValueError, match="encoder must be one of"):
+        make_surrogate("bdt", encoder="onehot").fit(X, Y)
+    with pytest.raises(ValueError, match="n_members must be >= 2"):
+        make_surrogate("bdt", n_members=1).fit(X, Y)
+    m.fit(X, Y)
+    with pytest.raises(ValueError, match="fitted on 37"):
+        m.predict(np.zeros((2, 5)))
+
+
+def test_identity_encoder_on_numeric_features() -> None:
+    rng = np.random.default_rng(0)
+    X = rng.uniform(size=(50, 4))
+    Y = np.column_stack([X @ [1, 2, 0, 0], X[:, 2] ** 2])
+    m = make_surrogate("bdt", random_state=0, encoder="identity").fit(X, Y)
+    assert m.predict(X[:5]).shape == (5, 2)
+    assert np.mean((m.predict(X) - Y) ** 2) < 0.1 * Y.var(0).mean()
+
+
+def test_uncertainty_ranks_errors_on_real_data(measurement_files) -> None:
+    """Held-out |error| is larger where the predicted std is larger (A100 file, three seeds)."""
+    from scipy.stats import spearmanr
+
+    from protran_tune.datasets import load_recorded
+
+    ds = load_recorded(next(f for f in measurement_files if "a100" in f.name))
+    rhos = []
+    for seed in range(3):
+        order = np.random.default_rng(seed).permutation(len(ds))
+        tr, te = order[:120], order[120:]
+        m = make_surrogate("bdt", random_state=seed).fit(ds.embeddings[tr], ds.Y[tr])
+        mean, std = m.predict(ds.embeddings[te], return_std=True)
+        err = np.abs(mean - ds.Y[te])
+        rhos += [spearmanr(std[:, j], err[:, j]).statistic for j in range(3)]
+    assert np.median(rhos) > 0.1, rhos
