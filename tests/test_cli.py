@@ -151,7 +151,7 @@ def test_dashboard_serves_the_study_on_loopback(tmp_path: Path):
         assert summary["study_name"] == "measurements-synthetic-test"
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies/{summary['study_id']}", timeout=10) as r:
             detail = json.loads(r.read())
-        assert detail["metric_names"] == ["latency_s", "energy_j", "peak_power_w"]
+        assert detail["objective_names"] == ["latency_s", "energy_j", "peak_power_w"]
         assert len(detail["trials"]) == 4
         out = subprocess.run(["ss", "-ltnp"], capture_output=True, text=True).stdout
         listening = [line for line in out.splitlines() if f":{port} " in line]
