@@ -275,3 +275,46 @@ def ray_session(
         ray.shutdown()
         if temp_dir is not None:
             shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def ray_processes(temp_dir: str | Path) -> list[int]:
+    """PIDs of the Ray processes of the cluster started with ``--temp-dir temp_dir`` (Linux ``/proc``)."""
+    needle = str(temp_dir).encode()
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if needle in cmdline:
+            pids.append(int(entry.name))
+    return sorted(pids)
+
+
+def stop_ray_processes(temp_dir: str | Path, grace_s: float = 10.0) -> list[int]:
+    """Stop the one Ray cluster started with ``--temp-dir temp_dir`` (``ray stop`` would stop every Ray
+    on the machine): SIGTERM its processes, SIGKILL what is left after ``grace_s``. Returns the PIDs."""
+    import signal
+    import time
+
+    pids = ray_processes(temp_dir)
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline and any(Path(f"/proc/{p}").exists() for p in pids):
+        time.sleep(0.2)
+    for pid in ray_processes(temp_dir):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    return pids
+
+
+if __name__ == "__main__":  # python -m protran_tune.runtime stop-ray TEMP_DIR
+    if len(sys.argv) == 3 and sys.argv[1] == "stop-ray":
+        print(" ".join(map(str, stop_ray_processes(sys.argv[2]))))
+    else:
+        print("usage: python -m protran_tune.runtime stop-ray TEMP_DIR", file=sys.stderr)
+        sys.exit(2)

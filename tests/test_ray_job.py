@@ -1,0 +1,95 @@
+"""End to end: a Ray head on loopback (token auth), ``ray job submit`` of ``profile`` and of
+``profile --tune``, then the study and the MLflow runs they produced. Stops only the head it started."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import mlflow
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from protran_tune.runtime import free_port, ray_processes, stop_ray_processes
+from protran_tune.tracking.records import METRIC_NAMES
+
+BIN = Path(sys.executable).parent
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
+
+
+@pytest.fixture()
+def ray_head():
+    if not (BIN / "ray").exists():
+        pytest.skip("the ray CLI is not installed")
+    temp_dir = tempfile.mkdtemp(prefix="rayjob-", dir="/tmp")  # short: Ray's socket paths are length-limited
+    env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32),
+           "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    env.pop("RAY_ADDRESS", None)
+    gcs, dashboard = free_port(), free_port()
+    try:
+        start = subprocess.run(
+            [str(BIN / "ray"), "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(gcs),
+             "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dashboard), "--temp-dir", temp_dir,
+             "--num-cpus", "2", "--resources", json.dumps({"platform:cpu": 1}), "--disable-usage-stats"],
+            env=env, capture_output=True, text=True, timeout=120)
+        assert start.returncode == 0, start.stdout[-2000:] + start.stderr[-2000:]
+        yield {"env": env, "dashboard": f"http://127.0.0.1:{dashboard}", "gcs_port": gcs, "temp_dir": temp_dir}
+    finally:
+        stop_ray_processes(temp_dir)
+        shutil.rmtree(temp_dir, ignore_errors=True)
+    assert ray_processes(temp_dir) == []
+
+
+def submit(head: dict, workdir: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(BIN / "ray"), "job", "submit", "--address", head["dashboard"], "--working-dir", str(workdir), "--",
+         "protran-tune", "profile", "--ray-address", "auto", "--quiet", *args],
+        env=head["env"], capture_output=True, text=True, timeout=300)
+
+
+def test_ray_job_submit_profile_and_tune(ray_head, tmp_path: Path):
+    workdir = tmp_path / "job"
+    workdir.mkdir()
+    (workdir / "README").write_text("working dir of the test job\n")
+    storage, tracking = f"sqlite:///{tmp_path}/protran.db", f"sqlite:///{tmp_path}/mlflow.db"
+    common = ["--storage", storage, "--mlflow-uri", tracking, "--seq-len", "16", "--max-repeats", "5",
+              "--latency-budget", "0.5"]
+    # the head listens on loopback only, and refuses a client without the token
+    out = subprocess.run(["ss", "-ltn"], capture_output=True, text=True).stdout
+    assert f"127.0.0.1:{ray_head['gcs_port']}" in out and f"0.0.0.0:{ray_head['gcs_port']}" not in out
+    no_token = {**ray_head["env"], "RAY_AUTH_TOKEN": "wrong-token"}
+    denied = subprocess.run([str(BIN / "ray"), "job", "list", "--address", ray_head["dashboard"]],
+                            env=no_token, capture_output=True, text=True, timeout=60)
+    assert denied.returncode != 0
+
+    job = submit(ray_head, workdir, "--study", "job-al", "--budget", "3", "--seed-samples", "2",
+                 "--test-samples", "2", *common, "--report-dir", str(tmp_path / "report"))
+    assert job.returncode == 0 and "succeeded" in job.stdout, job.stdout[-3000:] + job.stderr[-3000:]
+    tune_job = submit(ray_head, workdir, "--tune", "--study", "job-tune", "--budget", "2", "--seed-samples", "2",
+                      *common, "--no-report")
+    assert tune_job.returncode == 0 and "succeeded" in tune_job.stdout, tune_job.stdout[-3000:] + tune_job.stderr[-3000:]
+
+    for name, n in (("job-al", 3), ("job-al.holdout", 2), ("job-tune", 2)):
+        study = optuna.load_study(study_name=name, storage=storage)
+        done = study.get_trials(states=(TrialState.COMPLETE,))
+        assert len(done) == n, name
+        assert study.metric_names == METRIC_NAMES
+        for t in done:
+            m = t.user_attrs["measurement"]
+            assert m["platform"] == "cpu" and m["seq_len"] == 16 and m["batch_size"] == 1
+            assert m["source"].startswith(("measured:", "modelled:"))
+            assert t.values[0] == pytest.approx(m["latency_s"])
+    assert optuna.load_study(study_name="job-tune", storage=storage).user_attrs["engine"] == "ray-tune"
+    mlflow.set_tracking_uri(tracking)
+    runs = mlflow.search_runs(experiment_names=["protran-tune"], filter_string="tags.`protran.role` = 'trial'")
+    assert sorted(runs["tags.protran.study"].value_counts().items()) == [("job-al", 3), ("job-al.holdout", 2),
+                                                                         ("job-tune", 2)]
+    assert set(runs["tags.protran.platform"]) == {"cpu"} and (runs["status"] == "FINISHED").all()
+    assert (tmp_path / "report" / "learning_curve.png").exists()
