@@ -123,6 +123,7 @@ def test_token_types_and_absolute_positions_matter() -> None:
         ({"vocab_size": 0}, "vocab_size"),
         ({"hidden_dropout_prob": 1.5}, "hidden_dropout_prob"),
         ({"pad_token_id": 99, "vocab_size": 50}, "pad_token_id"),
+        ({"hidden_act": "relu"}, "hidden_act"),
     ],
 )
 def test_bad_config_fields_raise_value_error(kwargs, match) -> None:

@@ -111,6 +111,9 @@ class FlexiBertConfig(PretrainedConfig):
             _check_int("pad_token_id", pad_token_id, 0)
             if pad_token_id >= vocab_size:
                 raise ValueError(f"pad_token_id must be < vocab_size={vocab_size}, got {pad_token_id}")
+        hidden_act = kwargs.pop("hidden_act", "gelu")
+        if hidden_act != "gelu":
+            raise ValueError(f"hidden_act must be 'gelu' (the only activation FlexiBERT uses), got {hidden_act!r}")
         self.hidden_act = "gelu"
         self.tie_word_embeddings = bool(tie_word_embeddings)
         super().__init__(pad_token_id=pad_token_id, **kwargs)
