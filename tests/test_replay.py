@@ -230,3 +230,19 @@ def test_cli_bad_input_exit_code(synthetic_file: Path, tmp_path: Path, capsys) -
     assert main(["replay", "--dataset", str(tmp_path / "none.json"), "--out", str(tmp_path / "x.json")]) == 2
     assert "does not exist" in capsys.readouterr().err
     assert not (tmp_path / "x.json").exists()
+
+
+def test_learning_figures_from_replay_results(synthetic_file: Path, tmp_path: Path) -> None:
+    from protran_tune.reporting.learning import curve_matrix, plot_learning_curves, plot_predicted_vs_real
+
+    ds = load_recorded(synthetic_file)
+    params = {"n_members": 3, "n_estimators": 8}
+    rs = [run_replay(ds, ReplayConfig(seed_samples=8, budget=b, batch_size=4, seed=s, regressor_params=params))
+          for s, b in ((0, 16), (1, 20))]
+    n, v = curve_matrix(rs, "energy")
+    assert n.tolist() == [8, 12, 16] and v.shape == (2, 3)
+    assert v[1, 2] == rs[1]["curve"][2]["test_mse"]["energy"]
+    fig6 = plot_learning_curves({"bdt": rs}, tmp_path / "fig6.png")
+    fig7 = plot_predicted_vs_real(rs[0], tmp_path / "fig7.png")
+    for f in (fig6, fig7):
+        assert f.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
