@@ -19,8 +19,11 @@ GCS_PORT=$(free_port); DASHBOARD_PORT=$(free_port)
 RAY_TMP=$(mktemp -d /tmp/rayjob-XXXXXX)         # this head's own temp dir: how we find it to stop it
 trap 'python -m protran_tune.runtime stop-ray "$RAY_TMP" >/dev/null; rm -rf "$RAY_TMP"' EXIT
 
+# Ray's agents default to fixed ports (52365, ...): take free ones so other Rays on the machine don't clash.
 ray start --head --node-ip-address 127.0.0.1 --port "$GCS_PORT" \
     --dashboard-host 127.0.0.1 --dashboard-port "$DASHBOARD_PORT" --temp-dir "$RAY_TMP" \
+    --dashboard-agent-listen-port "$(free_port)" --dashboard-agent-grpc-port "$(free_port)" \
+    --runtime-env-agent-port "$(free_port)" --metrics-export-port "$(free_port)" \
     --num-cpus "$(nproc)" --resources '{"platform:cpu": 1}' --disable-usage-stats
 
 # Absolute storage paths: the job runs in a copy of the working dir, its results must outlive it.

@@ -20,6 +20,7 @@ class Outcome:
 
     measurement: Measurement | None
     error: str | None = None
+    node: dict[str, Any] | None = None  # where it ran (Ray node id, IP, host name, pid), when on Ray
 
 
 def describe_error(exc: BaseException) -> str:
@@ -80,7 +81,8 @@ class RayExecutor:
         for record in self.pool.measure(list(archs), self.workload):
             data = record.get("measurement")
             m = Measurement.from_dict(data) if data else None
-            outcomes.append(Outcome(m, None if m else (record.get("error") or f"status {record.get('status')!r}")))
+            outcomes.append(Outcome(m, None if m else (record.get("error") or f"status {record.get('status')!r}"),
+                                    record.get("node")))
         return outcomes
 
     def close(self) -> None:

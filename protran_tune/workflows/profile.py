@@ -221,6 +221,8 @@ class Profiler:
     # ------------------------------------------------------------- recording
     def _record(self, recorder: Any, run_id: str | None, study_name: str, number: int, arch: Architecture,
                 outcome: Any) -> bool:
+        if getattr(outcome, "node", None):
+            recorder._set_attrs(number, {"node": outcome.node})
         if outcome.measurement is not None:
             frozen = recorder.complete(number, arch, outcome.measurement, self.cfg.platform)
         else:
