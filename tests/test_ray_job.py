@@ -23,6 +23,8 @@ from protran_tune.tracking.records import METRIC_NAMES
 
 BIN = Path(sys.executable).parent
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
+AGENT_PORT_FLAGS = ("--dashboard-agent-listen-port", "--dashboard-agent-grpc-port", "--runtime-env-agent-port",
+                    "--metrics-export-port", "--ray-client-server-port")
 
 
 @pytest.fixture()
@@ -38,7 +40,9 @@ def ray_head():
         start = subprocess.run(
             [str(BIN / "ray"), "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(gcs),
              "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dashboard), "--temp-dir", temp_dir,
-             "--num-cpus", "2", "--resources", json.dumps({"platform:cpu": 1}), "--disable-usage-stats"],
+             "--num-cpus", "2", "--resources", json.dumps({"platform:cpu": 1}), "--disable-usage-stats",
+             # Ray's agents default to fixed ports (52365, ...): free ones, so other Rays on the machine don't clash
+             *[arg for flag in AGENT_PORT_FLAGS for arg in (flag, str(free_port()))]],
             env=env, capture_output=True, text=True, timeout=120)
         assert start.returncode == 0, start.stdout[-2000:] + start.stderr[-2000:]
         yield {"env": env, "dashboard": f"http://127.0.0.1:{dashboard}", "gcs_port": gcs, "temp_dir": temp_dir}
@@ -50,7 +54,7 @@ def ray_head():
 
 def submit(head: dict, workdir: Path, *args: str) -> subprocess.CompletedProcess:
     """``ray job submit ... -- protran-tune profile ...``; retried while the head's job agent starts."""
-    deadline = time.time() + 90
+    deadline = time.time() + 60
     while True:
         res = subprocess.run(
             [str(BIN / "ray"), "job", "submit", "--address", head["dashboard"], "--working-dir", str(workdir), "--",
@@ -102,3 +106,26 @@ def test_ray_job_submit_profile_and_tune(ray_head, tmp_path: Path):
     assert set(runs["tags.protran.platform"]) == {"cpu"} and (runs["status"] == "FINISHED").all()
     for plot in ("power_trace.png", "pairwise_distance.png", "learning_curve.png", "predicted_vs_real.png"):
         assert (tmp_path / "report" / plot).exists(), plot
+
+
+def test_profile_starts_and_stops_its_own_local_ray_on_loopback(tmp_path: Path):
+    """Default path: no address -> the command starts a private Ray (127.0.0.1, token auth) and stops it."""
+    tests_dir = Path(__file__).resolve().parent
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_AUTH_MODE")}
+    env["PYTHONPATH"] = str(tests_dir) + os.pathsep + env.get("PYTHONPATH", "")
+    before = set(Path("/tmp").glob("ptray-*"))
+    res = subprocess.run(
+        [sys.executable, "-m", "protran_tune.cli", "profile", "--plugin", "synthetic_platform", "--platform",
+         "synthetic-test", "--study", "local", "--budget", "4", "--seed-samples", "2", "--test-samples", "2",
+         "--no-report", "--quiet", "--json"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    result = json.loads(res.stdout.splitlines()[-1])
+    assert result["n_measured"] == 4 and result["n_test"] == 2
+    study = optuna.load_study(study_name="local", storage=f"sqlite:///{tmp_path}/protran.db")
+    # measured in a platform actor of the local Ray, whose node address is loopback
+    nodes = [t.user_attrs["node"] for t in study.get_trials(states=(TrialState.COMPLETE,))]
+    assert len(nodes) == 4 and {n["node_ip"] for n in nodes} == {"127.0.0.1"}
+    # the private Ray is gone: its temp dir removed, none of its processes left
+    after = set(Path("/tmp").glob("ptray-*"))
+    assert after <= before
