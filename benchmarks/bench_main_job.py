@@ -106,7 +106,7 @@ def main() -> int:
         "stderr_tail": err[-1500:] if proc.returncode else "",
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
-    stem = RESULTS / f"main_job{args.tag}"
+    stem = RESULTS / f"main_job_cpu{args.tag}"
     stem.with_suffix(".json").write_text(json.dumps(result, indent=1))
     import matplotlib
 
