@@ -14,6 +14,11 @@ Batches (``k > 1``, e.g. one query per device or worker) are ``k`` distinct cand
   nearest-pick distance scale (``penalty_radius`` times the median distance of candidates to it);
 * ``diversity="auto"`` (default): kriging-believer when available, else penalty.
 
+``density_weight=beta > 0`` multiplies the score by the candidate's representativeness to the power
+beta (information density: mean Gaussian similarity to up to 512 reference candidates in the
+surrogate's standardised input space), so that isolated outliers, whose uncertainty is high but whose
+measurement teaches little about the rest of the pool, rank lower. ``0`` (default) is pure uncertainty.
+
 Surrogates with a ``gobi_select`` method (BOSHNAS) choose by GOBI when ``method="auto"`` or ``"gobi"``.
 """
 
@@ -47,6 +52,16 @@ def normalised_uncertainty(
     return s.sum(1) if reduce == "sum" else s.max(1)
 
 
+def representativeness(Z: np.ndarray, n_reference: int = 512, seed: int = 0) -> np.ndarray:
+    """Mean Gaussian similarity ``(n,)`` of each row of ``Z`` to up to ``n_reference`` rows (in (0, 1])."""
+    ref = Z
+    if len(Z) > n_reference:
+        ref = Z[np.random.default_rng(seed).choice(len(Z), n_reference, replace=False)]
+    d2 = np.maximum((Z**2).sum(1)[:, None] + (ref**2).sum(1)[None, :] - 2 * Z @ ref.T, 0.0)
+    scale = max(float(np.median(d2)), 1e-12)
+    return np.exp(-d2 / scale).mean(1)
+
+
 def _normaliser(surrogate: Any, normaliser: Any, k: int) -> np.ndarray:
     if normaliser is None:
         normaliser = getattr(surrogate, "y_max_", None)
@@ -69,6 +84,7 @@ def select_queries(
     method: str = "auto",
     exclude: Any = None,
     penalty_radius: float = 0.5,
+    density_weight: float = 0.0,
 ) -> np.ndarray:
     """Indices ``(k,)`` of ``k`` distinct candidates to measure next, best first.
 
@@ -82,6 +98,7 @@ def select_queries(
         method: ``auto`` (GOBI where the surrogate has it), ``std`` (score candidates only), ``gobi``.
         exclude: indices never to return (already measured).
         penalty_radius: radius of the distance penalty, relative to the median candidate distance.
+        density_weight: exponent of the representativeness factor (0: pure uncertainty).
     """
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
         raise ValueError(f"k must be a positive integer, got {k!r}")
@@ -109,7 +126,11 @@ def select_queries(
     if diversity == "kriging-believer" and not hasattr(surrogate, "condition_on"):
         raise ValueError(f"diversity='kriging-believer' needs a surrogate with condition_on (gp), got {type(surrogate).__name__}")
 
+    if density_weight < 0:
+        raise ValueError(f"density_weight must be >= 0, got {density_weight!r}")
     score = normalised_uncertainty(surrogate, X, normaliser, reduce)
+    if density_weight > 0:
+        score = score * representativeness(surrogate.transform_inputs(X)) ** density_weight
     score = np.where(allowed, score, -np.inf)
     chosen: list[int] = []
     if diversity == "kriging-believer":
@@ -142,4 +163,4 @@ def select_queries(
     return np.asarray(chosen, dtype=np.int64)
 
 
-__all__ = ["select_queries", "normalised_uncertainty", "REDUCTIONS", "DIVERSITY", "METHODS"]
+__all__ = ["select_queries", "normalised_uncertainty", "representativeness", "REDUCTIONS", "DIVERSITY", "METHODS"]

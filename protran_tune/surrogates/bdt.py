@@ -31,6 +31,35 @@ def _ridge(Z: np.ndarray, Y: np.ndarray, alpha: float) -> tuple[np.ndarray, np.n
     return W, ym - zm @ W
 
 
+ALPHAS: tuple[float, ...] = (0.1, 1.0, 10.0, 100.0, 1e3, 1e4, 1e5)
+
+
+def _ridge_alpha_loo(Z: np.ndarray, Y: np.ndarray, alphas: tuple[float, ...] = ALPHAS) -> np.ndarray:
+    """Per-output ridge penalty ``(k,)`` of least leave-one-out error (closed form via the SVD)."""
+    n = len(Z)
+    Zc, Yc = Z - Z.mean(0), Y - Y.mean(0)
+    U, s, _ = np.linalg.svd(Zc, full_matrices=False)
+    UtY = U.T @ Yc
+    best, best_err = np.full(Y.shape[1], alphas[-1]), np.full(Y.shape[1], np.inf)
+    for a in alphas:
+        shrink = s**2 / (s**2 + a)
+        fitted = U @ (shrink[:, None] * UtY)
+        h = (U**2) @ shrink + 1.0 / n  # leverage, intercept included
+        loo = ((Yc - fitted) / np.maximum(1.0 - h, 1e-6)[:, None]) ** 2
+        err = loo.mean(0)
+        better = err < best_err
+        best[better], best_err[better] = a, err[better]
+    return best
+
+
+def _ridge_multi(Z: np.ndarray, Y: np.ndarray, alphas: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Ridge fit with one penalty per output column."""
+    if np.all(alphas == alphas[0]):
+        return _ridge(Z, Y, float(alphas[0]))
+    parts = [_ridge(Z, Y[:, [j]], float(a)) for j, a in enumerate(alphas)]
+    return np.concatenate([p[0] for p in parts], axis=1), np.concatenate([p[1] for p in parts])
+
+
 class BoostedTreesSurrogate(EncodedSurrogate, BaseEstimator):
     """Bootstrap ensemble of multi-output gradient-boosted trees (BDT) with calibrated std.
 
@@ -39,7 +68,10 @@ class BoostedTreesSurrogate(EncodedSurrogate, BaseEstimator):
         n_estimators: trees per booster.
         learning_rate: shrinkage of each tree.
         max_depth, min_samples_leaf, max_features: CART settings of each tree.
-        linear_init: start each booster from a ridge fit (``ridge_alpha``) instead of the mean.
+        linear_init: start each booster from a ridge fit instead of the mean.
+        ridge_alpha: penalty of that ridge fit, or ``"loo"``: per output, the penalty of least
+            leave-one-out error on the training data (grid ``ALPHAS``; ``alpha_`` after fit) — on
+            small or non-linear data it grows until the linear start is nearly flat.
         calibrate: scale the std by the out-of-bag calibration factor.
         log_target: learn ``log(Y)`` (positive targets only); mean ``exp`` of the members' mean,
             std by the delta method (``mean * std_log``).
@@ -56,7 +88,7 @@ class BoostedTreesSurrogate(EncodedSurrogate, BaseEstimator):
         min_samples_leaf: int = 2,
         max_features: float | None = 0.5,
         linear_init: bool = True,
-        ridge_alpha: float = 10.0,
+        ridge_alpha: float | str = "loo",
         calibrate: bool = True,
         log_target: bool = False,
         encoder: str = "global",
@@ -99,6 +131,12 @@ class BoostedTreesSurrogate(EncodedSurrogate, BaseEstimator):
         self.y_std_ = np.where(y_std > 1e-12, y_std, 1.0)
         T = (Y - self.y_mean_) / self.y_std_
         Z32 = np.ascontiguousarray(Z, dtype=np.float32)
+        if self.ridge_alpha == "loo":
+            self.alpha_ = _ridge_alpha_loo(Z, T)
+        elif isinstance(self.ridge_alpha, (int, float)) and self.ridge_alpha > 0:
+            self.alpha_ = np.full(k, float(self.ridge_alpha))
+        else:
+            raise ValueError(f"ridge_alpha must be a positive number or 'loo', got {self.ridge_alpha!r}")
         self.linear_, self.trees_ = [], []
         in_bag = np.zeros((self.n_members, n), dtype=bool)
         train_pred = np.zeros((self.n_members, n, k))
@@ -107,7 +145,7 @@ class BoostedTreesSurrogate(EncodedSurrogate, BaseEstimator):
             in_bag[b, idx] = True
             Zb, Tb = Z[idx], T[idx]
             if self.linear_init:
-                W, c = _ridge(Zb, Tb, self.ridge_alpha)
+                W, c = _ridge_multi(Zb, Tb, self.alpha_)
             else:
                 W, c = np.zeros((Z.shape[1], k)), Tb.mean(0)
             self.linear_.append((W, c))

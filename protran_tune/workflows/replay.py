@@ -52,6 +52,7 @@ class ReplayConfig:
     candidates: int | None = None
     threshold: float = 0.003
     regressor_params: dict[str, Any] = field(default_factory=dict)
+    density_weight: float = 0.0
 
     def validate(self) -> None:
         if self.strategy not in STRATEGIES:
@@ -70,6 +71,8 @@ class ReplayConfig:
             raise ValueError(f"test_fraction must lie in (0, 1), got {self.test_fraction!r}")
         if self.candidates is not None and self.candidates < 1:
             raise ValueError(f"candidates must be a positive integer or None (whole pool), got {self.candidates!r}")
+        if self.density_weight < 0:
+            raise ValueError(f"density_weight must be >= 0, got {self.density_weight!r}")
         if not self.threshold > 0:
             raise ValueError(f"threshold must be positive, got {self.threshold!r}")
 
@@ -199,7 +202,7 @@ def run_replay(
             cand = remaining
             if config.candidates is not None and config.candidates < len(remaining):
                 cand = np.sort(rng.choice(remaining, config.candidates, replace=False))
-            picks = cand[select_queries(surrogate, E[cand], k=k)]
+            picks = cand[select_queries(surrogate, E[cand], k=k, density_weight=config.density_weight)]
         query_s.append(time.perf_counter() - t0)
         for i in picks:
             reveal(int(i))
