@@ -111,3 +111,15 @@ def test_gobi_returns_valid_distinct_candidates(small_pool) -> None:
     assert std_pick[0] == int(np.argmax(normalised_uncertainty(m, C)))
     with pytest.raises(ValueError, match="gobi_select"):
         select_queries(make_surrogate("bdt", n_members=2, n_estimators=3).fit(X, Y), C, method="gobi")
+
+
+def test_density_weight_demotes_isolated_outliers() -> None:
+    # a cluster of moderately uncertain candidates and one isolated, slightly more uncertain outlier
+    rng = np.random.default_rng(0)
+    cluster = np.column_stack([3.0 + 0.05 * rng.standard_normal(20), 0.05 * rng.standard_normal(20)])
+    C = np.vstack([cluster, [[3.5, 40.0]]])
+    m = fitted_fixed(y_max=(1.0, 1000.0))
+    assert select_queries(m, C, k=1).tolist() == [20]
+    assert select_queries(m, C, k=1, density_weight=1.0)[0] < 20
+    with pytest.raises(ValueError, match="density_weight must be >= 0"):
+        select_queries(m, C, density_weight=-1.0)

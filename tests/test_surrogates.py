@@ -152,3 +152,18 @@ def test_uncertainty_ranks_errors_on_real_data(measurement_files) -> None:
         err = np.abs(mean - ds.Y[te])
         rhos += [spearmanr(std[:, j], err[:, j]).statistic for j in range(3)]
     assert np.median(rhos) > 0.1, rhos
+
+
+def test_bdt_ridge_penalty_by_leave_one_out() -> None:
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(60, 5))
+    linear = X @ [1.0, -2.0, 0.5, 0.0, 0.0]
+    noise = rng.normal(size=60)
+    Y = np.column_stack([linear + 0.01 * noise, noise])  # output 0 linear, output 1 pure noise
+    m = make_surrogate("bdt", random_state=0, encoder="identity").fit(X, Y)
+    assert m.alpha_[0] < m.alpha_[1]  # little shrinkage where the linear start explains the data
+    assert m.alpha_[1] >= 100
+    fixed = make_surrogate("bdt", random_state=0, encoder="identity", ridge_alpha=3.0).fit(X, Y)
+    np.testing.assert_array_equal(fixed.alpha_, [3.0, 3.0])
+    with pytest.raises(ValueError, match="ridge_alpha must be a positive number or 'loo'"):
+        make_surrogate("bdt", encoder="identity", ridge_alpha="gcv").fit(X, Y)

@@ -31,6 +31,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--batch-size", type=int, default=1, help="queries per step (default 1)")
     p.add_argument("--candidates", type=int, default=None,
                    help="score only this many random pool records per step (the original used 64; default all)")
+    p.add_argument("--density-weight", type=float, default=0.0,
+                   help="weight uncertainty by representativeness**W (information density; default 0: pure uncertainty)")
     p.add_argument("--threshold", type=float, default=0.003, help="convergence: test MSE below this (0.3%%)")
     p.add_argument("--regressor-param", action="append", metavar="KEY=VALUE", help="surrogate parameter (repeatable)")
     p.add_argument("--on-error", choices=("raise", "skip"), default="raise",
@@ -48,6 +50,8 @@ def _command(args: argparse.Namespace) -> str:
              "--batch-size", args.batch_size, "--threshold", args.threshold]
     if args.candidates is not None:
         parts += ["--candidates", args.candidates]
+    if args.density_weight:
+        parts += ["--density-weight", args.density_weight]
     for item in args.regressor_param or []:
         parts += ["--regressor-param", item]
     if args.on_error != "raise":
@@ -64,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
     config = ReplayConfig(
         regressor=args.regressor, strategy=args.strategy, seed_samples=args.seed_samples, seed_mode=args.seed_mode,
         budget=args.budget, test_fraction=args.test_fraction, seed=args.seed, batch_size=args.batch_size,
-        candidates=args.candidates, threshold=args.threshold,
+        candidates=args.candidates, threshold=args.threshold, density_weight=args.density_weight,
         regressor_params=parse_options(args.regressor_param, "--regressor-param"),
     )
     config.validate()
