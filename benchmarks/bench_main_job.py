@@ -1,6 +1,6 @@
 """Benchmark: the README's main job on this machine — wall time and peak memory of the process tree.
 
-Runs ``protran-tune profile --study cpu-demo --report-dir reports/cpu-demo`` (all defaults: platform cpu, local
+Runs ``protran-tune profile --study cpu-demo`` (the README's main job; all defaults: platform cpu, local
 Ray started and stopped by the command, 16 seed + 16 active-learning architectures, 8 held out) in a
 fresh directory, samples the memory of the command and every descendant (Ray's GCS, raylet, workers,
 platform actor) every 0.25 s, and checks the report folder. Targets: <= 10 min, <= 4 GB.
@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
-MAIN_JOB = "protran-tune profile --study cpu-demo --report-dir reports/cpu-demo"
+MAIN_JOB = "protran-tune profile --study cpu-demo"
 REQUIRED_PLOTS = ("power_trace.png", "pairwise_distance.png", "learning_curve.png", "predicted_vs_real.png")
 TARGET_S, TARGET_BYTES = 600.0, 4 * 1024**3
 
@@ -117,7 +117,7 @@ def main() -> int:
     t = [s[0] for s in samples]
     ax.plot(t, [s[1] / 1024**3 for s in samples], label="PSS (sum over the process tree)")
     ax.plot(t, [s[2] / 1024**3 for s in samples], lw=0.8, ls="--", label="RSS (sum, counts shared pages per process)")
-    ax.axhline(TARGET_BYTES / 1024**3, c="r", lw=0.8, label="target 4 GB")
+    ax.axhline(TARGET_BYTES / 1024**3, c="r", lw=0.8, label="target 4 GiB")
     ax.set_xlabel("time (s)")
     ax.set_ylabel("memory (GiB)")
     ax.set_title(f"main job: {wall:.0f} s, peak PSS {peak_pss / 1024**3:.2f} GiB ({os.cpu_count()} CPUs)")

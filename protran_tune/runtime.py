@@ -293,6 +293,14 @@ def ray_processes(temp_dir: str | Path) -> list[int]:
     return sorted(pids)
 
 
+def _alive(pid: int) -> bool:
+    """Running (not gone, not a zombie awaiting its parent)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
 def stop_ray_processes(temp_dir: str | Path, grace_s: float = 10.0) -> list[int]:
     """Stop the one Ray cluster started with ``--temp-dir temp_dir`` (``ray stop`` would stop every Ray
     on the machine): SIGTERM its processes, SIGKILL what is left after ``grace_s``. Returns the PIDs."""
@@ -304,7 +312,7 @@ def stop_ray_processes(temp_dir: str | Path, grace_s: float = 10.0) -> list[int]
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + grace_s
-    while time.monotonic() < deadline and any(Path(f"/proc/{p}").exists() for p in pids):
+    while time.monotonic() < deadline and any(_alive(p) for p in pids):
         time.sleep(0.2)
     for pid in ray_processes(temp_dir):
         with contextlib.suppress(ProcessLookupError):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
@@ -242,10 +243,12 @@ def log_surrogate_model(tracking_uri: str, experiment_id: str, *, name: str, mod
     with mlflow.start_run(run_id=run_id):
         mlflow.log_params({k: str(v) for k, v in params.items()})
         mlflow.log_metrics({**evaluation.metrics(), "n_train": evaluation.n_train, "n_test": evaluation.n_test})
-        mlflow.pyfunc.log_model(
-            name="surrogate", python_model=model,
-            pip_requirements=["protran-tune", "scikit-learn", "numpy", "pandas"],
-        )
+        with warnings.catch_warnings():  # input is a JSON column: no type-hint schema to infer
+            warnings.simplefilter("ignore", UserWarning)
+            mlflow.pyfunc.log_model(
+                name="surrogate", python_model=model,
+                pip_requirements=["protran-tune", "scikit-learn", "numpy", "pandas"],
+            )
     return run_id
 
 
