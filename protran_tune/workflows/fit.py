@@ -199,8 +199,6 @@ try:
     _PythonModel: Any = _pyfunc.PythonModel
 except ImportError:  # measuring machines without MLflow still import this module
     _PythonModel = object
-# The model's input is a JSON column, so there is no type-hint schema for MLflow to infer.
-warnings.filterwarnings("ignore", message=r".*Add type hints to the `predict` method", category=UserWarning)
 
 
 class SurrogateModel(_PythonModel):  # type: ignore[misc, valid-type]
