@@ -47,7 +47,7 @@ def ray_head():
         assert start.returncode == 0, start.stdout[-2000:] + start.stderr[-2000:]
         yield {"env": env, "dashboard": f"http://127.0.0.1:{dashboard}", "gcs_port": gcs, "temp_dir": temp_dir}
     finally:
-        stop_ray_processes(temp_dir)
+        stop_ray_processes(temp_dir, grace_s=3.0)
         shutil.rmtree(temp_dir, ignore_errors=True)
     assert ray_processes(temp_dir) == []
 
