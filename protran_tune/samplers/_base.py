@@ -99,6 +99,8 @@ class ArchitectureSampler(BaseSampler):
     def __init__(self, space: DesignSpace | str = "flexibert2", *, independent_sampler: BaseSampler | None = None) -> None:
         self._space = get_space(space)
         self._independent_sampler = independent_sampler
+        # Chosen params of recent trials, keyed by (storage, trial id): saves a storage read per suggest.
+        self._chosen: dict[tuple[int, int], dict[str, Any]] = {}
 
     @property
     def space(self) -> DesignSpace:
@@ -203,7 +205,8 @@ class ArchitectureSampler(BaseSampler):
 
     # ----------------------------------------------------------------- internals
     def _trial_params(self, study: "Study", trial: "FrozenTrial") -> dict[str, Any]:
-        params = trial.system_attrs.get(PARAMS_ATTR)
+        # Our own record first: reading trial.system_attrs goes to the storage on every call.
+        params = self._chosen.get((id(study._storage), trial._trial_id)) or trial.system_attrs.get(PARAMS_ATTR)
         if params is None:
             params = study._storage.get_trial_system_attrs(trial._trial_id).get(PARAMS_ATTR)
         if params is None:  # before_trial was not called for this trial (direct sampler use)
@@ -221,6 +224,9 @@ class ArchitectureSampler(BaseSampler):
         storage.set_trial_system_attr(trial._trial_id, INFO_ATTR, info)
         storage.set_trial_user_attr(trial._trial_id, USER_ATTR, recorded)
         trial.system_attrs[PARAMS_ATTR] = params  # shared with the Trial's cached copy
+        if len(self._chosen) >= 256:
+            self._chosen.pop(next(iter(self._chosen)))
+        self._chosen[(id(study._storage), trial._trial_id)] = params
         return params
 
     def _decide(self, study: "Study", trial: "FrozenTrial") -> dict[str, Any]:
