@@ -21,7 +21,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 from protran_tune.errors import UsageError
 
@@ -202,16 +202,6 @@ def _enable_token_auth() -> None:
         Config.initialize("")
 
 
-def _loopback_only() -> None:
-    """Make a local Ray take 127.0.0.1 as its node address (Ray maps 127.0.0.1 to the eth0 address
-    unless its single-machine mode, ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``, is on)."""
-    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
-    if "ray" in sys.modules:
-        import ray._private.ray_constants as constants
-
-        constants.ENABLE_RAY_CLUSTER = False
-
-
 @contextlib.contextmanager
 def ray_session(
     address: str | None = None,
@@ -231,14 +221,19 @@ def ray_session(
         ``{"address": ..., "started": bool}``. Token authentication stays on for local Rays
         (``RAY_AUTH_MODE=token`` unless the user set it); Ray generates the token on first start.
     """
+    from protran_tune.platforms.raycompat import ensure_ray_importable, use_loopback
+
     address = resolve_ray_address(address)
+    restore_network: Callable[[], None] = lambda: None  # noqa: E731
     if address is None:
         if "RAY_AUTH_MODE" not in os.environ:
             _enable_token_auth()
-        _loopback_only()
+        restore_network = use_loopback()
+    ensure_ray_importable()
     import ray
 
     if ray.is_initialized():  # already connected (e.g. inside a Ray job): use it, leave it running
+        restore_network()
         yield {"address": address or "current", "started": False}
         return
     if address not in (None, "auto", "local"):
@@ -267,12 +262,14 @@ def ray_session(
             ray.shutdown()
         if temp_dir is not None:
             shutil.rmtree(temp_dir, ignore_errors=True)
+        restore_network()
         where = "a local Ray" if started else f"Ray cluster {address!r}"
         raise UsageError(f"could not connect to {where}: {_first_line(exc)}") from None
     try:
         yield {"address": getattr(context, "address_info", {}).get("gcs_address", address), "started": started}
     finally:
         ray.shutdown()
+        restore_network()
         if temp_dir is not None:
             shutil.rmtree(temp_dir, ignore_errors=True)
 
