@@ -232,6 +232,48 @@ def summarise(results: list[dict[str, Any]], budgets: list[int]) -> dict[str, An
     return summary
 
 
+def write_markdown(out: dict[str, Any], path: Path) -> Path:
+    """A short Markdown table of the headline figures of a benchmark result."""
+    s = out["summary"]
+    lines = [f"# Replay benchmark\n\nCommand: `{out['command']}`  ", f"Wall time: {out['wall_time_s']['replay_runs'] / 60:.1f} min "
+             f"for the replay runs (n_jobs={out['wall_time_s']['n_jobs']}), {out['wall_time_s']['speed']:.0f} s for the speed section.\n",
+             "Median test MSE (x1e-3, normalised targets, mean over latency/energy/peak power; median over seeds) at the "
+             "largest budget (64 or the whole pool):\n",
+             "| device | records / test / pool | budget | ours (al-bdt) | random-bdt | original | ours/random | ours/original | "
+             "samples to 0.3% (lat/en/pk, median; paper Table II) | floor reached (lat/en/pk x1e-3) |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for dev, d in s["per_device"].items():
+        b = str(d["budgets"][-1])
+        m = d["median_test_mse"]
+        conv = "/".join("-" if v is None else f"{v:.0f}" for v in d["samples_to_convergence_median"].values())
+        floor = "/".join(f"{v * 1e3:.1f}" for v in d["floor_median"].values())
+        lines.append(
+            f"| {dev} | {d['n_records']} / {d['n_test']} / {d['n_pool']} | {b} | {m['al-bdt'][b]['mean_over_measures'] * 1e3:.2f} | "
+            f"{m['random-bdt'][b]['mean_over_measures'] * 1e3:.2f} | {m['original'][b]['mean_over_measures'] * 1e3:.2f} | "
+            f"{d['ratio_al_over_random'][b]['mean_over_measures']:.2f} | {d['ratio_al_over_original'][b]['mean_over_measures']:.2f} | "
+            f"{conv} ({d['paper_table2_samples']}) | {floor} |")
+    lines.append("\nHeadline (per budget):\n")
+    for b, h in s["headline"].items():
+        lines.append(f"- budget {b}: ours <= random on all devices: {h['al_le_random_all_devices']}; median ratio ours/random "
+                     f"{h['median_ratio_al_over_random (devices x measures)']:.2f}; median ratio ours/original "
+                     f"{h['median_ratio_ours_over_original (devices x measures)']:.2f} (devices x measures)")
+    cov = s["coverage_al_bdt_all_devices_median"]
+    lines.append(f"\nCoverage of ours (final point, median over devices and seeds): ±1σ "
+                 + ", ".join(f"{k} {v:.2f}" for k, v in cov["1std"].items()) + "; ±2σ "
+                 + ", ".join(f"{k} {v:.2f}" for k, v in cov["2std"].items()) + " (nominal 0.68 / 0.95).")
+    if out.get("speed"):
+        sp = out["speed"]
+        lines.append("\nSpeed (this 2-core machine, load average %.1f):\n" % sp["load_average_1min"])
+        lines.append("| surrogate | fit on 200 (s) | predict with std (arch/s, features included) | query from 10k, k=1 / k=4 (s) |")
+        lines.append("|---|---|---|---|")
+        for name in ("bdt", "boshnas", "gp", "protran-adaboost"):
+            v = sp[name]
+            lines.append(f"| {name} | {v['fit_200_s']:.2f} | {v['predict_per_s']:.0f} | {v['query_10k_k1_s']:.2f} / {v['query_10k_k4_s']:.2f} |")
+        lines.append(f"\nFeatureEncoder.transform alone, 100k embeddings in one call: {sp['feature_encoder_per_s']:.0f}/s.")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--data", type=Path, default=DEFAULT_DATA)
@@ -241,7 +283,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--n-jobs", type=int, default=2)
     p.add_argument("--quick", action="store_true", help="2 seeds, small datasets only, no Fig. 6 extras")
     p.add_argument("--out-prefix", default=str(RESULTS / "replay"))
+    p.add_argument("--markdown-only", type=Path, default=None, metavar="JSON",
+                   help="only rewrite the Markdown summary of an existing result JSON")
     args = p.parse_args(argv)
+    if args.markdown_only is not None:
+        out = json.loads(args.markdown_only.read_text())
+        print(write_markdown(out, args.markdown_only.with_name(args.markdown_only.name.replace("_benchmark.json", "_summary.md"))))
+        return 0
     from joblib import Parallel, delayed
 
     from protran_tune.datasets import load_recorded, recorded_files
@@ -323,6 +371,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     path = Path(f"{prefix}_benchmark.json")
     path.write_text(json.dumps(out, indent=1))
+    write_markdown(out, Path(f"{prefix}_summary.md"))
     print(json.dumps({"headline": summary["headline"], "wall_time_s": out["wall_time_s"]}, indent=1))
     for dev, d in summary["per_device"].items():
         print(dev, "conv", d["samples_to_convergence_median"], "paper", d["paper_table2_samples"], "floor", d["floor_median"])
