@@ -107,6 +107,26 @@ class FeatureEncoder:
                 p[i], s[i], u[i] = 6, 2 * k, 4 * k
         return a, b, c, e, g, p, q, r, s, u
 
+    @cached_property
+    def _attention_table(self) -> np.ndarray:
+        """(n_hidden, n_attention_op_types, 5 + 2m) per (hidden index, attention op index): hidden,
+        n_heads, head size, attention-block params (heads, output projection, LayerNorm) and FLOPs,
+        head counts per op (m), head dims per op (m)."""
+        counts = self._attention_counts[None, :, :]  # (1, A, m)
+        h = np.asarray(self.space.hidden_sizes, dtype=np.float64)[:, None, None]  # (H, 1, 1)
+        n_heads = counts.sum(-1, keepdims=True)
+        d = np.floor_divide(h, n_heads)
+        t = float(self.seq_len)
+        a, b, c, e, g, p, q, r, s, u = self._head_coefficients()
+        head_params = (counts * (a * h * d + b * d + c * d * d + e * h + g)).sum(-1, keepdims=True)
+        head_flops = (counts * t * (p * h * d + q * t * d + r * d * d + s * h + u * d)).sum(-1, keepdims=True)
+        params = head_params + n_heads * d * h + 3 * h  # + attention output + LayerNorm
+        flops = head_flops + 2 * t * n_heads * d * h
+        shape = (len(self.space.hidden_sizes), counts.shape[1], 1)
+        columns = [np.broadcast_to(x, shape) for x in (h, n_heads, d, params, flops)]
+        columns += [np.broadcast_to(counts, shape[:2] + (counts.shape[2],)), counts * d]
+        return np.concatenate(columns, axis=-1)
+
     # ----------------------------------------------------------------- transform
     def transform(self, embeddings: np.ndarray | Sequence[Sequence[int]]) -> np.ndarray:
         """Features of ProTran embeddings ``(n, embedding_dim)`` -> ``(n, n_features_)`` float64."""
@@ -116,61 +136,44 @@ class FeatureEncoder:
             E = E[None, :]
         if E.ndim != 2 or E.shape[1] != sp.embedding_dim:
             raise ValueError(f"embeddings must have shape (n, {sp.embedding_dim}), got {E.shape}")
-        L, m, t = sp.max_layers, len(sp.head_ops), float(self.seq_len)
+        n, L, m, t = len(E), sp.max_layers, len(sp.head_ops), float(self.seq_len)
         layers_arr = np.asarray(sp.layers)
         if E[:, 0].min(initial=0) < 0 or E[:, 0].max(initial=0) >= len(layers_arr):
             raise ValueError("embedding column 0 holds an invalid layer-count index")
         n_layers = layers_arr[E[:, 0]]
         present = np.arange(L)[None, :] < n_layers[:, None]  # (n, L)
-        hid_idx, ff_idx, att_idx = E[:, 1::3], E[:, 2::3], E[:, 3::3]
-        hidden = np.where(present, np.asarray(sp.hidden_sizes, dtype=np.float64)[hid_idx], 0.0)
-        counts = self._attention_counts[att_idx] * present[..., None]  # (n, L, m)
-        ff = self._ff_table[ff_idx] * present[..., None]  # (n, L, 5)
-        n_heads = counts.sum(-1)
-        head_size = np.floor_divide(hidden, np.maximum(n_heads, 1))
-        h, d = hidden, head_size
-        prev = np.concatenate([hidden[:, :1], hidden[:, :-1]], axis=1)
-        proj = present & (prev != hidden)
-
-        a, b, c, e, g, p, q, r, s, u = self._head_coefficients()
-        hd, dd = (h * d)[..., None], (d * d)[..., None]
-        head_params = counts * (a * hd + b * d[..., None] + c * dd + e * h[..., None] + g)
-        head_flops = counts * t * (p * hd + q * t * d[..., None] + r * dd + s * h[..., None] + u * d[..., None])
+        # One gather per table: attention block by (hidden, attention op), feed-forward by its op index.
+        att = self._attention_table[E[:, 1::3], E[:, 3::3]] * present[..., None]  # (n, L, 5 + 2m)
+        ff = self._ff_table[E[:, 2::3]] * present[..., None]  # (n, L, 5)
+        h, n_heads, head_size, att_params, att_flops = (att[..., i] for i in range(5))
+        counts, head_dims = att[..., 5 : 5 + m], att[..., 5 + m :]
         depth, first, last, width_sum, inner = (ff[..., i] for i in range(5))
-        layer_params = (
-            proj * (prev * h + h)
-            + head_params.sum(-1)
-            + n_heads * d * h + 3 * h  # attention output + LayerNorm
-            + h * (first + last) + inner + width_sum + h + 2 * h * present  # feed-forward + LayerNorm
-        )
-        layer_flops = (
-            proj * 2 * t * prev * h
-            + head_flops.sum(-1)
-            + 2 * t * n_heads * d * h
-            + 2 * t * (h * (first + last) + inner)
-        )
-        head_dims = (counts * d[..., None]).sum(1)
-        n_present = np.maximum(present.sum(1), 1)
-        global_cols = [
-            n_layers[:, None].astype(np.float64),
-            layer_params.sum(1, keepdims=True) / 1e6,
-            layer_flops.sum(1, keepdims=True) / 1e9,
-            counts.sum(1),
-            head_dims,
-            (hidden.sum(1) / n_present)[:, None],
-            hidden.max(1, keepdims=True),
-            width_sum.sum(1, keepdims=True),
-            depth.sum(1, keepdims=True),
-            proj.sum(1, keepdims=True).astype(np.float64),
-        ]
-        per_layer = np.concatenate(
-            [
-                hidden[..., None], n_heads[..., None], head_size[..., None], counts,
-                width_sum[..., None], depth[..., None], (layer_params / 1e6)[..., None], (layer_flops / 1e9)[..., None],
-            ],
-            axis=-1,
-        )  # (n, L, 3 + m + 4)
-        return np.concatenate(global_cols + [per_layer.reshape(len(E), -1)], axis=1)
+        prev = np.concatenate([h[:, :1], h[:, :-1]], axis=1)
+        proj = present & (prev != h)
+        ff_macs = h * (first + last) + inner
+        layer_params = proj * (prev * h + h) + att_params + ff_macs + width_sum + 3 * h  # FF biases + LayerNorm
+        layer_flops = proj * 2 * t * prev * h + att_flops + 2 * t * ff_macs
+
+        n_global = 3 + 2 * m + 5
+        out = np.empty((n, n_global + L * (7 + m)))
+        out[:, 0] = n_layers
+        out[:, 1] = layer_params.sum(1) / 1e6
+        out[:, 2] = layer_flops.sum(1) / 1e9
+        out[:, 3 : 3 + m] = counts.sum(1)
+        out[:, 3 + m : 3 + 2 * m] = head_dims.sum(1)
+        out[:, 3 + 2 * m] = h.sum(1) / np.maximum(present.sum(1), 1)
+        out[:, 4 + 2 * m] = h.max(1)
+        out[:, 5 + 2 * m] = width_sum.sum(1)
+        out[:, 6 + 2 * m] = depth.sum(1)
+        out[:, 7 + 2 * m] = proj.sum(1)
+        per_layer = out[:, n_global:].reshape(n, L, 7 + m)
+        per_layer[..., :3] = att[..., :3]
+        per_layer[..., 3 : 3 + m] = counts
+        per_layer[..., 3 + m] = width_sum
+        per_layer[..., 4 + m] = depth
+        per_layer[..., 5 + m] = layer_params / 1e6
+        per_layer[..., 6 + m] = layer_flops / 1e9
+        return out
 
     def transform_architectures(self, archs: Sequence[Architecture]) -> np.ndarray:
         """Features of architectures (validated against the space)."""
