@@ -15,14 +15,11 @@ from __future__ import annotations
 
 import plistlib
 import re
-import subprocess
-import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Iterator, Sequence
+from typing import IO, Any, Iterator, Sequence
 
-from protran_tune.platforms.base import SensorUnavailableError
-from protran_tune.platforms.meters import Meter
+from protran_tune.platforms.meters import StreamingToolMeter
 
 
 @dataclass(frozen=True)
@@ -88,44 +85,24 @@ def parse_powermetrics_text(text: str) -> list[PowermetricsSample]:
     return out
 
 
-class PowermetricsMeter(Meter):
-    """SoC power (CPU + GPU + ANE) from a running ``powermetrics -f plist`` process.
+class PowermetricsMeter(StreamingToolMeter):
+    """SoC power (CPU + GPU + ANE) from a running ``powermetrics -f plist`` process (macOS, root).
 
     Each sample's time is the moment its document arrived (the end of its interval); its power is the
     interval mean. ``command`` can be replaced (e.g. by a replay of recorded output) for testing.
     """
 
     source = "measured:powermetrics"
+    text_output = False
 
     def __init__(self, interval_ms: int = 100, command: Sequence[str] | None = None) -> None:
-        if not isinstance(interval_ms, int) or interval_ms <= 0:
-            raise ValueError(f"interval_ms must be a positive integer, got {interval_ms!r}")
-        self.sample_interval_s = interval_ms / 1000.0
-        self.command = list(command) if command else [
-            "powermetrics", "--samplers", "cpu_power,gpu_power", "-i", str(interval_ms), "-f", "plist",
-        ]
-        self._samples: list[tuple[float, float]] = []
-        self._taken = 0
-        self._lock = threading.Lock()
-        try:
-            self._proc = subprocess.Popen(self.command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        except OSError as exc:
-            raise SensorUnavailableError(f"cannot run {self.command[0]!r} (macOS only, needs root): {exc}") from None
-        self._reader = threading.Thread(target=self._read, name="powermetrics-reader", daemon=True)
-        self._reader.start()
-        deadline = time.perf_counter() + max(5.0, 5 * self.sample_interval_s)
-        while not self._samples and time.perf_counter() < deadline and self._proc.poll() is None:
-            time.sleep(0.01)
-        if not self._samples:
-            err = self._proc.stderr.read().decode(errors="replace").strip()[:200] if self._proc.poll() is not None else ""
-            self.close()
-            raise SensorUnavailableError(f"powermetrics produced no power sample (needs root on macOS) {err}".strip())
+        command = command or ["powermetrics", "--samplers", "cpu_power,gpu_power", "-i", str(interval_ms), "-f", "plist"]
+        super().__init__(interval_ms, command, startup_timeout_s=5.0)
 
-    def _read(self) -> None:
-        assert self._proc.stdout is not None
+    def _read(self, stdout: IO[bytes]) -> None:
         buf = b""
         while True:
-            chunk = self._proc.stdout.read1(65536) if hasattr(self._proc.stdout, "read1") else self._proc.stdout.read(4096)
+            chunk = stdout.read1(65536) if hasattr(stdout, "read1") else stdout.read(4096)
             if not chunk:
                 break
             buf += chunk
@@ -138,27 +115,7 @@ class PowermetricsMeter(Meter):
                     s = parse_powermetrics_plist(doc)
                 except ValueError:
                     continue
-                with self._lock:
-                    self._samples.append((t, s.combined_w))
-
-    def read_power_w(self) -> float:
-        with self._lock:
-            if not self._samples:
-                raise SensorUnavailableError("powermetrics has produced no sample")
-            return self._samples[-1][1]
-
-    def poll_samples(self) -> list[tuple[float, float]]:
-        with self._lock:
-            new, self._taken = self._samples[self._taken:], len(self._samples)
-        return new
+                self._record(t, s.combined_w)
 
     def describe(self) -> dict[str, Any]:
-        return {**super().describe(), "command": self.command, "covers": "SoC CPU+GPU+ANE (combined_power)"}
-
-    def close(self) -> None:
-        if getattr(self, "_proc", None) is not None and self._proc.poll() is None:
-            self._proc.terminate()
-            try:
-                self._proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
+        return {**super().describe(), "covers": "SoC CPU+GPU+ANE (combined_power)"}

@@ -19,16 +19,14 @@ otherwise the sum of all rails is used and ``describe()`` says so.
 from __future__ import annotations
 
 import re
-import subprocess
-import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import IO, Any, Callable, Sequence
 
 from protran_tune.platforms.base import SensorUnavailableError
-from protran_tune.platforms.meters import Meter
+from protran_tune.platforms.meters import Meter, StreamingToolMeter
 
 INPUT_RAILS: tuple[str, ...] = ("VDD_IN", "POM_5V_IN", "VIN_SYS_5V0", "VDD_5V_IN")
 _RAIL_RE = re.compile(r"(?<![\w@])([A-Z][A-Z0-9_]*) (\d+)(mW)?/(\d+)(mW)?(?=\s|$)")
@@ -79,7 +77,7 @@ def parse_tegrastats_line(line: str) -> TegrastatsSample:
     return TegrastatsSample(rails, stamp, float(g.group(1)) if g else None, avgs)
 
 
-class TegrastatsMeter(Meter):
+class TegrastatsMeter(StreamingToolMeter):
     """Board power from a running ``tegrastats --interval <ms>`` process (lines parsed as they arrive).
 
     Args:
@@ -91,31 +89,12 @@ class TegrastatsMeter(Meter):
     source = "measured:tegrastats"
 
     def __init__(self, interval_ms: int = 100, command: Sequence[str] | None = None, rail: str | None = None) -> None:
-        if not isinstance(interval_ms, int) or interval_ms <= 0:
-            raise ValueError(f"interval_ms must be a positive integer, got {interval_ms!r}")
-        self.sample_interval_s = interval_ms / 1000.0
-        self.command = list(command) if command else ["tegrastats", "--interval", str(interval_ms)]
         self.rail = rail
         self.rail_used: str | None = None
-        self._samples: list[tuple[float, float]] = []
-        self._taken = 0
-        self._lock = threading.Lock()
-        try:
-            self._proc = subprocess.Popen(self.command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1)
-        except OSError as exc:
-            raise SensorUnavailableError(f"cannot run {self.command[0]!r}: {exc}") from None
-        self._reader = threading.Thread(target=self._read, name="tegrastats-reader", daemon=True)
-        self._reader.start()
-        deadline = time.perf_counter() + max(3.0, 5 * self.sample_interval_s)
-        while not self._samples and time.perf_counter() < deadline and self._proc.poll() is None:
-            time.sleep(0.01)
-        if not self._samples:
-            self.close()
-            raise SensorUnavailableError(f"{' '.join(self.command)} printed no power rail line")
+        super().__init__(interval_ms, command or ["tegrastats", "--interval", str(interval_ms)], startup_timeout_s=3.0)
 
-    def _read(self) -> None:
-        assert self._proc.stdout is not None
-        for line in self._proc.stdout:
+    def _read(self, stdout: IO[str]) -> None:
+        for line in stdout:
             t = time.perf_counter()
             try:
                 sample = parse_tegrastats_line(line)
@@ -127,31 +106,11 @@ class TegrastatsMeter(Meter):
                 w, used = sample.rails_w[self.rail], self.rail
             else:
                 w, used = sample.total_w()
-            with self._lock:
-                self.rail_used = used
-                self._samples.append((t, w))
-
-    def read_power_w(self) -> float:
-        with self._lock:
-            if not self._samples:
-                raise SensorUnavailableError("tegrastats has produced no sample")
-            return self._samples[-1][1]
-
-    def poll_samples(self) -> list[tuple[float, float]]:
-        with self._lock:
-            new, self._taken = self._samples[self._taken:], len(self._samples)
-        return new
+            self.rail_used = used
+            self._record(t, w)
 
     def describe(self) -> dict[str, Any]:
-        return {**super().describe(), "command": self.command, "rail": self.rail_used}
-
-    def close(self) -> None:
-        if getattr(self, "_proc", None) is not None and self._proc.poll() is None:
-            self._proc.terminate()
-            try:
-                self._proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
+        return {**super().describe(), "rail": self.rail_used}
 
 
 # --------------------------------------------------------------------------- INA3221 sysfs

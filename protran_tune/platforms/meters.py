@@ -22,13 +22,14 @@ from __future__ import annotations
 
 import abc
 import bisect
+import subprocess
 import threading
 import time
-from typing import Any, Sequence
+from typing import IO, Any, Sequence
 
 from protran_tune.platforms.base import SensorUnavailableError
 
-__all__ = ["Meter", "PowerRecorder", "ModelledCPUMeter", "trapezoid_energy", "window_power"]
+__all__ = ["Meter", "StreamingToolMeter", "PowerRecorder", "ModelledCPUMeter", "trapezoid_energy", "window_power"]
 
 
 class Meter(abc.ABC):
@@ -101,6 +102,77 @@ class Meter(abc.ABC):
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+
+class StreamingToolMeter(Meter):
+    """A meter fed by a long-running tool that prints power samples (tegrastats, powermetrics).
+
+    A reader thread parses the tool's output as it arrives (:meth:`_read`, calling :meth:`_record`);
+    each sample is timed when its output arrived. Opening waits for the first sample, else raises
+    :class:`SensorUnavailableError`. ``command`` can be replaced (e.g. by a replay of recorded output).
+    """
+
+    text_output: bool = True  # read the tool's stdout as text lines (else bytes)
+
+    def __init__(self, interval_ms: int, command: Sequence[str], startup_timeout_s: float) -> None:
+        if not isinstance(interval_ms, int) or interval_ms <= 0:
+            raise ValueError(f"interval_ms must be a positive integer, got {interval_ms!r}")
+        self.sample_interval_s = interval_ms / 1000.0
+        self.command = list(command)
+        self._samples: list[tuple[float, float]] = []
+        self._taken = 0
+        self._lock = threading.Lock()
+        try:
+            self._proc = subprocess.Popen(
+                self.command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                **({"text": True, "bufsize": 1} if self.text_output else {}),
+            )
+        except OSError as exc:
+            raise SensorUnavailableError(f"cannot run {self.command[0]!r}: {exc}") from None
+        assert self._proc.stdout is not None
+        self._reader = threading.Thread(target=self._read, args=(self._proc.stdout,), daemon=True,
+                                        name=f"{self.command[0]}-reader")
+        self._reader.start()
+        deadline = time.perf_counter() + max(startup_timeout_s, 5 * self.sample_interval_s)
+        while not self._samples and time.perf_counter() < deadline and self._proc.poll() is None:
+            time.sleep(0.01)
+        if not self._samples:
+            err = ""
+            if self._proc.poll() is not None and self._proc.stderr is not None:
+                raw = self._proc.stderr.read()
+                err = (raw.decode(errors="replace") if isinstance(raw, bytes) else raw).strip()[:200]
+            self.close()
+            raise SensorUnavailableError(f"{' '.join(self.command)} produced no power sample {err}".strip())
+
+    @abc.abstractmethod
+    def _read(self, stdout: IO[Any]) -> None:
+        """Parse the tool's output until it ends, calling :meth:`_record` per sample."""
+
+    def _record(self, t: float, watts: float) -> None:
+        with self._lock:
+            self._samples.append((t, watts))
+
+    def read_power_w(self) -> float:
+        with self._lock:
+            if not self._samples:
+                raise SensorUnavailableError(f"{self.command[0]} has produced no sample")
+            return self._samples[-1][1]
+
+    def poll_samples(self) -> list[tuple[float, float]]:
+        with self._lock:
+            new, self._taken = self._samples[self._taken:], len(self._samples)
+        return new
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "command": self.command}
+
+    def close(self) -> None:
+        if getattr(self, "_proc", None) is not None and self._proc.poll() is None:
+            self._proc.terminate()
+            try:
+                self._proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
 
 
 def trapezoid_energy(samples: Sequence[tuple[float, float]], t0: float, t1: float) -> float:

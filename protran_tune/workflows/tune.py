@@ -16,7 +16,6 @@ import os
 import shutil
 import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 from protran_tune.platforms import Measurement, Workload, get_platform
@@ -54,7 +53,7 @@ def tune_profile(cfg: ProfileConfig) -> ProfileResult:
     from protran_tune.runtime import open_storage, ray_session
     from protran_tune.space.search_space import ray_tune_define_by_run
     from protran_tune.tracking.mlflow_tracking import MlflowTracker
-    from protran_tune.tracking.optuna_tracking import StudyRecorder, create_study
+    from protran_tune.tracking.optuna_tracking import create_study
 
     t0 = time.perf_counter()
     storage = open_storage(cfg.storage)
