@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from protran_tune.errors import UsageError
+from protran_tune.platforms.records import read_records, record_key
 
 
 def register(subparsers: Any) -> None:
@@ -138,32 +139,12 @@ def _load_plugin(spec: str) -> None:
 
 
 # --------------------------------------------------------------------------- output
-def record_key(record: dict[str, Any]) -> tuple:
-    w = record.get("workload") or {}
-    return (record.get("arch_hash"), record.get("platform"), w.get("mode"), w.get("batch_size"), w.get("seq_len"), record.get("repeat", 0))
-
-
 def read_existing(out: Path) -> dict[tuple, dict[str, Any]]:
-    """Records already in ``out`` by key; a truncated last line (killed writer) is cut off the file."""
-    if not out.exists():
-        return {}
-    data = out.read_bytes()
-    if data and not data.endswith(b"\n"):
-        cut = data.rfind(b"\n") + 1
-        print(f"measure: dropping a truncated last line of {out}", file=sys.stderr)
-        with open(out, "r+b") as fh:
-            fh.truncate(cut)
-        data = data[:cut]
-    records: dict[tuple, dict[str, Any]] = {}
-    for lineno, line in enumerate(data.decode().splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise UsageError(f"{out}:{lineno}: existing output is malformed ({exc.msg}); use another --out") from None
-        records[record_key(rec)] = rec
-    return records
+    """Records already in ``out`` by key (a last line torn by a killed writer is cut off the file)."""
+    def warn(message: str) -> None:
+        print(f"measure: {message}", file=sys.stderr)
+
+    return {record_key(rec): rec for rec in read_records(out, warn=warn)}
 
 
 def _progress(quiet: bool, text: str) -> None:

@@ -39,6 +39,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 from protran_tune.platforms.actors import RESOURCE_PREFIX, platform_resource, start_platform_actor
 from protran_tune.platforms.base import Workload
+from protran_tune.platforms.records import read_records, record_key
 from protran_tune.space import Architecture
 
 import ray  # noqa: E402  (imported after actors, which makes ``import ray`` safe)
@@ -55,48 +56,6 @@ def _as_architecture(item: Architecture | Mapping[str, Any], index: int) -> Arch
         return Architecture.from_dict(item)
     except ValueError as exc:
         raise ValueError(f"archs[{index}]: {exc}") from None
-
-
-def record_key(record: Mapping[str, Any]) -> tuple:
-    """Identity of a record, as the ``measure`` command resumes on it:
-    ``(arch_hash, platform, mode, batch_size, seq_len, repeat)``."""
-    w = record.get("workload") or {}
-    return (record.get("arch_hash"), record.get("platform"), w.get("mode"), w.get("batch_size"),
-            w.get("seq_len"), record.get("repeat", 0))
-
-
-def read_records(path: str | Path) -> list[dict[str, Any]]:
-    """Every record of a JSON-lines results file, in file order (``[]`` if it is absent).
-
-    A last line cut short by a crash mid-write is removed from the file (its architecture counts as not
-    measured); any other malformed line is a ``ValueError`` naming the line.
-    """
-    path = Path(path)
-    if not path.exists():
-        return []
-    data = path.read_bytes()
-    if data and not data.endswith(b"\n"):
-        cut = data.rfind(b"\n") + 1
-        try:
-            json.loads(data[cut:])
-            with open(path, "ab") as fh:  # complete record without its newline: finish the line
-                fh.write(b"\n")
-        except json.JSONDecodeError:
-            with open(path, "r+b") as fh:  # torn final write: drop it
-                fh.truncate(cut)
-        data = path.read_bytes()
-    records = []
-    for lineno, line in enumerate(data.decode().splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-            if not isinstance(record, dict) or not isinstance(record.get("arch_hash"), str):
-                raise ValueError("no arch_hash")
-        except (json.JSONDecodeError, ValueError) as exc:
-            raise ValueError(f"{path}:{lineno}: not a measurement record ({exc})") from None
-        records.append(record)
-    return records
 
 
 def read_measured_hashes(path: str | Path) -> set[str]:
