@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from protran_tune.platforms.base import SensorUnavailableError
-from protran_tune.platforms.meters import Meter
+from protran_tune.platforms.meters import Meter, read_sysfs_number
 
 REG_SHUNT_VOLTAGE = 0x01
 REG_BUS_VOLTAGE = 0x02
@@ -61,15 +61,6 @@ def find_ina219_hwmon(root: str | Path = "/sys/class/hwmon") -> Path:
     raise SensorUnavailableError(f"no ina219 hwmon device under {root} (load the ina2xx driver / i2c-sensor overlay)")
 
 
-def _read(path: Path) -> float:
-    try:
-        return float(path.read_text().strip())
-    except PermissionError:
-        raise SensorUnavailableError(f"{path} is not readable") from None
-    except (OSError, ValueError) as exc:
-        raise SensorUnavailableError(f"{path} unreadable: {exc}") from None
-
-
 class INA219HwmonMeter(Meter):
     """INA219 through the ``ina2xx`` hwmon driver (power in uW)."""
 
@@ -78,14 +69,14 @@ class INA219HwmonMeter(Meter):
 
     def __init__(self, root: str | Path = "/sys/class/hwmon") -> None:
         self.device = find_ina219_hwmon(root)
-        self.update_interval_ms = _read(self.device / "update_interval") if (self.device / "update_interval").exists() else None
+        self.update_interval_ms = read_sysfs_number(self.device / "update_interval") if (self.device / "update_interval").exists() else None
         self.read_power_w()
 
     def read_power_w(self) -> float:
         power = self.device / "power1_input"
         if power.exists():
-            return _read(power) / 1e6
-        return _read(self.device / "in1_input") * _read(self.device / "curr1_input") / 1e6
+            return read_sysfs_number(power) / 1e6
+        return read_sysfs_number(self.device / "in1_input") * read_sysfs_number(self.device / "curr1_input") / 1e6
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "hwmon": str(self.device), "update_interval_ms": self.update_interval_ms}

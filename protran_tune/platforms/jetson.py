@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import IO, Any, Callable, Sequence
 
 from protran_tune.platforms.base import SensorUnavailableError
-from protran_tune.platforms.meters import Meter, StreamingToolMeter
+from protran_tune.platforms.meters import Meter, StreamingToolMeter, read_sysfs_number
 
 INPUT_RAILS: tuple[str, ...] = ("VDD_IN", "POM_5V_IN", "VIN_SYS_5V0", "VDD_5V_IN")
 _RAIL_RE = re.compile(r"(?<![\w@])([A-Z][A-Z0-9_]*) (\d+)(mW)?/(\d+)(mW)?(?=\s|$)")
@@ -114,15 +114,6 @@ class TegrastatsMeter(StreamingToolMeter):
 
 
 # --------------------------------------------------------------------------- INA3221 sysfs
-def _read_number(path: Path) -> float:
-    try:
-        return float(path.read_text().strip())
-    except PermissionError:
-        raise SensorUnavailableError(f"{path} is not readable") from None
-    except (OSError, ValueError) as exc:
-        raise SensorUnavailableError(f"{path} unreadable: {exc}") from None
-
-
 def find_ina3221_rails(root: str | Path = "/sys/bus/i2c/drivers") -> dict[str, Callable[[], float]]:
     """``{rail name: reader returning watts}`` for every INA3221 channel under ``root``."""
     root = Path(root)
@@ -133,7 +124,7 @@ def find_ina3221_rails(root: str | Path = "/sys/bus/i2c/drivers") -> dict[str, C
             k = name_file.name.rsplit("_", 1)[1]
             power = dev / f"in_power{k}_input"
             if power.exists():
-                rails[name_file.read_text().strip()] = lambda p=power: _read_number(p) / 1000.0
+                rails[name_file.read_text().strip()] = lambda p=power: read_sysfs_number(p) / 1000.0
     # mainline hwmon driver: in<k>_label, in<k>_input (mV), curr<k>_input (mA)
     for dev in sorted(root.glob("ina3221/*/hwmon/hwmon*")):
         for label in sorted(dev.glob("in*_label")):
@@ -141,7 +132,7 @@ def find_ina3221_rails(root: str | Path = "/sys/bus/i2c/drivers") -> dict[str, C
             volt, curr = dev / f"in{k}_input", dev / f"curr{k}_input"
             name = label.read_text().strip()
             if volt.exists() and curr.exists() and not name.upper().startswith("NC"):
-                rails[name] = lambda v=volt, c=curr: _read_number(v) * _read_number(c) / 1e6
+                rails[name] = lambda v=volt, c=curr: read_sysfs_number(v) * read_sysfs_number(c) / 1e6
     return rails
 
 

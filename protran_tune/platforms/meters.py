@@ -25,11 +25,12 @@ import bisect
 import subprocess
 import threading
 import time
+from pathlib import Path
 from typing import IO, Any, Sequence
 
 from protran_tune.platforms.base import SensorUnavailableError
 
-__all__ = ["Meter", "StreamingToolMeter", "PowerRecorder", "ModelledCPUMeter", "trapezoid_energy", "window_power"]
+__all__ = ["Meter", "StreamingToolMeter", "PowerRecorder", "ModelledCPUMeter", "trapezoid_energy", "window_power", "read_sysfs_number"]
 
 
 class Meter(abc.ABC):
@@ -173,6 +174,16 @@ class StreamingToolMeter(Meter):
                 self._proc.wait(timeout=5)
             except subprocess.TimeoutExpired:
                 self._proc.kill()
+
+
+def read_sysfs_number(path: Path) -> float:
+    """One number from a sysfs attribute; :class:`SensorUnavailableError` when unreadable."""
+    try:
+        return float(path.read_text().strip())
+    except PermissionError:
+        raise SensorUnavailableError(f"{path} is not readable") from None
+    except (OSError, ValueError) as exc:
+        raise SensorUnavailableError(f"{path} unreadable: {exc}") from None
 
 
 def trapezoid_energy(samples: Sequence[tuple[float, float]], t0: float, t1: float) -> float:
