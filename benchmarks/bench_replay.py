@@ -4,7 +4,9 @@ For every dataset and seed (honest split: a random 20% test set drawn before any
 file's recorded LHS records outside the test set), three arms, all querying ``--batch-size`` records
 per step:
 
-* ``al-bdt``      — ours: BDT ensemble on global features, query = highest normalised std (whole pool),
+* ``al-bdt``      — ours: BDT ensemble on global features (``--regressor``/``--regressor-params`` choose
+                    another surrogate for ours and random; the arms are then named after it),
+                    query = highest normalised std (whole pool),
                     run to the whole pool (samples to convergence);
 * ``random-bdt``  — the same regressor with random queries (baseline a);
 * ``original``    — the original ProTran method: AdaBoost over 500 trees on the raw embedding,
@@ -40,17 +42,28 @@ PAPER_TABLE2 = {  # samples to convergence, paper Table II
     "gpu_a100": 55, "cpu_m1-pro": 78, "gpu_m1-pro": 138, "cpu_rpi": 227, "npu_ncs": 21,
     "cpu_jetson-nano": 164, "gpu_jetson-nano": 22,
 }
+AL_ARM, RANDOM_ARM = "al-bdt", "random-bdt"  # ours and baseline (a); renamed by --regressor
 ARMS = {
-    "al-bdt": dict(regressor="bdt", strategy="uncertainty", candidates=None, full=True),
-    "random-bdt": dict(regressor="bdt", strategy="random", candidates=None, full=False),
+    AL_ARM: dict(regressor="bdt", strategy="uncertainty", candidates=None, full=True),
+    RANDOM_ARM: dict(regressor="bdt", strategy="random", candidates=None, full=False),
     "original": dict(regressor="protran-adaboost", strategy="uncertainty", candidates=64, full=False),
 }
+
+
+def set_ours(regressor: str, params: dict[str, Any]) -> None:
+    """Use ``regressor`` (with constructor ``params``) for ours and for the random baseline (a)."""
+    global AL_ARM, RANDOM_ARM
+    ARMS.pop(AL_ARM)
+    ARMS.pop(RANDOM_ARM)
+    AL_ARM, RANDOM_ARM = f"al-{regressor}", f"random-{regressor}"
+    ARMS[AL_ARM] = dict(regressor=regressor, strategy="uncertainty", candidates=None, full=True, params=params)
+    ARMS[RANDOM_ARM] = dict(regressor=regressor, strategy="random", candidates=None, full=False, params=params)
 FIG6_ARMS = {
     "al-gp": dict(regressor="gp", strategy="uncertainty", candidates=None, full=False),
     "al-boshnas": dict(regressor="boshnas", strategy="uncertainty", candidates=None, full=False),
     "random-dt": dict(regressor="dt", strategy="random", candidates=None, full=False),
 }
-COST = {"protran-adaboost": 10, "gp": 8, "boshnas": 3, "bdt": 1, "dt": 0.2}
+COST = {"protran-adaboost": 10, "gp": 8, "boshnas": 3, "bdt": 1, "dt": 0.2, "ensemble": 10}
 
 
 def run_task(task: dict[str, Any]) -> dict[str, Any]:
@@ -65,6 +78,7 @@ def run_task(task: dict[str, Any]) -> dict[str, Any]:
     cfg = ReplayConfig(
         regressor=task["regressor"], strategy=task["strategy"], seed_samples=16, budget=task["budget"],
         test_fraction=0.2, seed=task["seed"], batch_size=task["batch_size"], candidates=task["candidates"],
+        regressor_params=task.get("params") or {},
     )
     r = run_replay(ds, cfg)
     keep = task["device"] == "gpu_a100" and task["seed"] == 0
@@ -173,16 +187,16 @@ def summarise(results: list[dict[str, Any]], budgets: list[int]) -> dict[str, An
         dev_out["ratio_al_over_original"] = {}
         for b in bs:
             key = str(b)
-            if key in med.get("al-bdt", {}) and key in med.get("random-bdt", {}):
+            if key in med.get(AL_ARM, {}) and key in med.get(RANDOM_ARM, {}):
                 dev_out["ratio_al_over_random"][key] = {
-                    m: med["al-bdt"][key][m] / med["random-bdt"][key][m] for m in (*MEASURES, "mean_over_measures")
+                    m: med[AL_ARM][key][m] / med[RANDOM_ARM][key][m] for m in (*MEASURES, "mean_over_measures")
                 }
                 al_le_random.setdefault(budgets.index(b) if b in budgets else len(budgets) - 1, {})
-            if key in med.get("al-bdt", {}) and key in med.get("original", {}):
-                rat = {m: med["al-bdt"][key][m] / med["original"][key][m] for m in (*MEASURES, "mean_over_measures")}
+            if key in med.get(AL_ARM, {}) and key in med.get("original", {}):
+                rat = {m: med[AL_ARM][key][m] / med["original"][key][m] for m in (*MEASURES, "mean_over_measures")}
                 dev_out["ratio_al_over_original"][key] = rat
         # convergence (al-bdt runs to the whole pool)
-        al = [r for r in rs if r["arm"] == "al-bdt"]
+        al = [r for r in rs if r["arm"] == AL_ARM]
         dev_out["samples_to_convergence_median"] = {m: median_or_none([r["samples_to_convergence"][m] for r in al]) for m in MEASURES}
         dev_out["samples_to_convergence_all_measures_median"] = median_or_none(
             [max((np.inf if r["samples_to_convergence"][m] is None else r["samples_to_convergence"][m]) for m in MEASURES) for r in al]
@@ -219,7 +233,7 @@ def summarise(results: list[dict[str, Any]], budgets: list[int]) -> dict[str, An
     # coverage over all al-bdt runs (final point)
     cov = {s: {m: [] for m in MEASURES} for s in ("1std", "2std")}
     for r in results:
-        if r["arm"] == "al-bdt":
+        if r["arm"] == AL_ARM:
             for s in cov:
                 for m in MEASURES:
                     cov[s][m].append(r["coverage"][s][m])
@@ -239,7 +253,7 @@ def write_markdown(out: dict[str, Any], path: Path) -> Path:
              f"for the replay runs (n_jobs={out['wall_time_s']['n_jobs']}), {out['wall_time_s']['speed']:.0f} s for the speed section.\n",
              "Median test MSE (x1e-3, normalised targets, mean over latency/energy/peak power; median over seeds) at the "
              "largest budget (64 or the whole pool):\n",
-             "| device | records / test / pool | budget | ours (al-bdt) | random-bdt | original | ours/random | ours/original | "
+             f"| device | records / test / pool | budget | ours ({AL_ARM}) | {RANDOM_ARM} | original | ours/random | ours/original | "
              "samples to 0.3% (lat/en/pk, median; paper Table II) | floor reached (lat/en/pk x1e-3) |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for dev, d in s["per_device"].items():
@@ -248,8 +262,8 @@ def write_markdown(out: dict[str, Any], path: Path) -> Path:
         conv = "/".join("-" if v is None else f"{v:.0f}" for v in d["samples_to_convergence_median"].values())
         floor = "/".join(f"{v * 1e3:.1f}" for v in d["floor_median"].values())
         lines.append(
-            f"| {dev} | {d['n_records']} / {d['n_test']} / {d['n_pool']} | {b} | {m['al-bdt'][b]['mean_over_measures'] * 1e3:.2f} | "
-            f"{m['random-bdt'][b]['mean_over_measures'] * 1e3:.2f} | {m['original'][b]['mean_over_measures'] * 1e3:.2f} | "
+            f"| {dev} | {d['n_records']} / {d['n_test']} / {d['n_pool']} | {b} | {m[AL_ARM][b]['mean_over_measures'] * 1e3:.2f} | "
+            f"{m[RANDOM_ARM][b]['mean_over_measures'] * 1e3:.2f} | {m['original'][b]['mean_over_measures'] * 1e3:.2f} | "
             f"{d['ratio_al_over_random'][b]['mean_over_measures']:.2f} | {d['ratio_al_over_original'][b]['mean_over_measures']:.2f} | "
             f"{conv} ({d['paper_table2_samples']}) | {floor} |")
     lines.append("\nHeadline (per budget):\n")
@@ -283,11 +297,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--n-jobs", type=int, default=2)
     p.add_argument("--quick", action="store_true", help="2 seeds, small datasets only, no Fig. 6 extras")
     p.add_argument("--out-prefix", default=str(RESULTS / "replay"))
+    p.add_argument("--regressor", default="bdt", help="surrogate of ours and of the random baseline (default bdt)")
+    p.add_argument("--regressor-params", type=json.loads, default={}, metavar="JSON",
+                   help='its constructor parameters as JSON, e.g. \'{"members": [["bdt", {}], ["gp", {}]]}\'')
     p.add_argument("--markdown-only", type=Path, default=None, metavar="JSON",
                    help="only rewrite the Markdown summary of an existing result JSON")
     args = p.parse_args(argv)
     if args.markdown_only is not None:
         out = json.loads(args.markdown_only.read_text())
+        ours = out.get("protocol", {}).get("ours", {"regressor": "bdt", "params": {}})
+        set_ours(ours["regressor"], ours["params"])
         print(write_markdown(out, args.markdown_only.with_name(args.markdown_only.name.replace("_benchmark.json", "_summary.md"))))
         return 0
     from joblib import Parallel, delayed
@@ -295,6 +314,7 @@ def main(argv: list[str] | None = None) -> int:
     from protran_tune.datasets import load_recorded, recorded_files
     from protran_tune.reporting.learning import plot_learning_curves, plot_predicted_vs_real
 
+    set_ours(args.regressor, args.regressor_params)
     files = recorded_files(args.data)
     if not files:
         print(f"no recorded files under {args.data}", file=sys.stderr)
@@ -313,9 +333,9 @@ def main(argv: list[str] | None = None) -> int:
             for s in seeds:
                 tasks.append({
                     "path": str(f), "device": ds.device, "arm": arm, "seed": s, "regressor": spec["regressor"],
-                    "strategy": spec["strategy"], "candidates": spec["candidates"],
+                    "strategy": spec["strategy"], "candidates": spec["candidates"], "params": spec.get("params"),
                     "budget": len(ds) if spec["full"] else budget, "batch_size": args.batch_size,
-                    "cost": COST[spec["regressor"]] * (4 if spec["full"] else 1) * len(ds) ** 0.5,
+                    "cost": COST.get(spec["regressor"], 5) * (4 if spec["full"] else 1) * len(ds) ** 0.5,
                 })
     tasks.sort(key=lambda t: -t["cost"])  # longest first: better packing on 2 workers
     print(f"{len(tasks)} replay runs on {len(files)} datasets, {len(seeds)} seeds, n_jobs={args.n_jobs}", flush=True)
@@ -333,7 +353,7 @@ def main(argv: list[str] | None = None) -> int:
     a100 = [r for r in results if r["device"] == "gpu_a100"]
     if a100:
         by_arm: dict[str, list[dict[str, Any]]] = {}
-        label = {"al-bdt": "bdt (ours, uncertainty)", "random-bdt": "bdt (random)", "original": "protran-adaboost (original)",
+        label = {AL_ARM: f"{AL_ARM[3:]} (ours, uncertainty)", RANDOM_ARM: f"{AL_ARM[3:]} (random)", "original": "protran-adaboost (original)",
                  "al-gp": "gp (uncertainty)", "al-boshnas": "boshnas (GOBI)", "random-dt": "dt (random)"}
         for r in a100:
             by_arm.setdefault(label[r["arm"]], []).append(r)
@@ -341,7 +361,7 @@ def main(argv: list[str] | None = None) -> int:
         clipped = {k: [{**r, "curve": [p for p in r["curve"] if p["n_samples"] <= budget]} for r in v] for k, v in by_arm.items()}
         figures["fig6"] = str(plot_learning_curves(clipped, f"{prefix}_fig6_a100.png",
                                                    title="A100: test MSE vs samples (median, IQR over seeds; honest 20% split)"))
-        al0 = next(r for r in a100 if r["arm"] == "al-bdt" and r["seed"] == 0)
+        al0 = next(r for r in a100 if r["arm"] == AL_ARM and r["seed"] == 0)
         figures["fig7"] = str(plot_predicted_vs_real(al0, f"{prefix}_fig7_a100.png",
                                                      title=f"A100, bdt after {al0['curve'][-1]['n_samples']} samples, held-out test set"))
     per_dev = {}
@@ -362,6 +382,7 @@ def main(argv: list[str] | None = None) -> int:
             "batch_size": args.batch_size, "seeds": seeds, "budgets": args.budgets, "threshold": 0.003,
             "targets": "per-sequence latency, energy, peak power divided by their maximum over the file",
             "arms": {**ARMS, **FIG6_ARMS},
+            "ours": {"regressor": args.regressor, "params": args.regressor_params},
         },
         "wall_time_s": {"replay_runs": wall_runs, "speed": wall_speed, "n_jobs": args.n_jobs},
         "summary": summary,

@@ -18,6 +18,8 @@ FAST = {
     "bdt": {"n_members": 3, "n_estimators": 8},
     "boshnas": {"epochs": 40, "mc_samples": 4, "hidden": 16},
     "protran-adaboost": {"n_estimators": 15},
+    "ensemble": {"members": [["bdt", {"n_members": 3, "n_estimators": 8}],
+                             ["bdt", {"n_members": 3, "n_estimators": 8, "log_target": True}]]},
 }
 
 
@@ -32,7 +34,7 @@ def data() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def test_registry_names() -> None:
-    assert available_surrogates() == ["gp", "dt", "bdt", "boshnas", "protran-adaboost"]
+    assert available_surrogates() == ["gp", "dt", "bdt", "boshnas", "protran-adaboost", "ensemble"]
     with pytest.raises(ValueError, match="unknown surrogate 'xgb'"):
         make_surrogate("xgb")
     with pytest.raises(ValueError, match=r"unknown parameter\(s\) \['depth'\].*allowed"):
@@ -167,3 +169,23 @@ def test_bdt_ridge_penalty_by_leave_one_out() -> None:
     np.testing.assert_array_equal(fixed.alpha_, [3.0, 3.0])
     with pytest.raises(ValueError, match="ridge_alpha must be a positive number or 'loo'"):
         make_surrogate("bdt", encoder="identity", ridge_alpha="gcv").fit(X, Y)
+
+
+def test_ensemble_is_the_mixture_of_its_members(data) -> None:
+    X, Y, Xt = data
+    specs = FAST["ensemble"]["members"]
+    ens = make_surrogate("ensemble", random_state=4, members=specs).fit(X, Y)
+    parts = [make_surrogate(name, random_state=4, **p).fit(X, Y).predict(Xt, return_std=True) for name, p in specs]
+    mean, std = ens.predict(Xt, return_std=True)
+    np.testing.assert_allclose(mean, np.mean([m for m, _ in parts], axis=0))
+    # law of total variance: the members' mean variance plus the variance of their means
+    var = np.mean([s**2 for _, s in parts], axis=0) + np.var([m for m, _ in parts], axis=0)
+    np.testing.assert_allclose(std**2, var, rtol=1e-9, atol=1e-15)
+    assert (std**2 >= np.mean([s**2 for _, s in parts], axis=0) - 1e-15).all()
+    np.testing.assert_allclose(ens.y_max_, np.abs(Y).max(0))
+    with pytest.raises(ValueError, match="members must be"):
+        make_surrogate("ensemble", members=[("bdt",)]).fit(X, Y)
+    with pytest.raises(ValueError, match="unknown surrogate"):
+        make_surrogate("ensemble", members=[("xgb", {})]).fit(X, Y)
+    with pytest.raises(ValueError, match="not fitted"):
+        make_surrogate("ensemble").predict(Xt)

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-REGRESSORS = ("gp", "dt", "bdt", "boshnas", "protran-adaboost")
+REGRESSORS = ("gp", "dt", "bdt", "boshnas", "protran-adaboost", "ensemble")
 
 
 def register(subparsers: Any) -> None:

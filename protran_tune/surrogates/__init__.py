@@ -8,6 +8,7 @@
 ``bdt``                   bootstrap ensemble of gradient-boosted trees, calibrated std, ``encoder="global"``
 ``boshnas``               teacher/student/NPN networks; GOBI query selection
 ``protran-adaboost``      the original ProTran method: AdaBoost over 500 trees on the raw embedding
+``ensemble``              equal-weight mixture of named surrogates (default: BDT on raw + log targets)
 ========================  =====================================================================
 
 All of them take ProTran embeddings ``(n, 37)`` as ``X`` by default (``encoder`` parameter:
@@ -46,6 +47,12 @@ def _boshnas() -> type:
     return BOSHNASSurrogate
 
 
+def _ensemble() -> type:
+    from protran_tune.surrogates.ensemble import EnsembleSurrogate
+
+    return EnsembleSurrogate
+
+
 def _adaboost() -> type:
     from protran_tune.surrogates.tree import ProTranAdaBoostSurrogate
 
@@ -58,6 +65,7 @@ SURROGATES: dict[str, Callable[[], type]] = {
     "bdt": _bdt,
     "boshnas": _boshnas,
     "protran-adaboost": _adaboost,
+    "ensemble": _ensemble,
 }
 
 

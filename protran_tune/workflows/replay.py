@@ -8,7 +8,8 @@ Protocol (honest split):
    Latin-hypercube seed) that are not in the test set and tops them up with random pool records to
    ``seed_samples``; ``seed_mode="lhs"`` draws a fresh Latin hypercube over the rank-normalised global
    features of the pool and takes the nearest unused pool record to each point;
-3. until ``budget`` samples: fit the surrogate on the revealed records, score it on the test set, and
+3. until ``budget`` samples: fit the surrogate on the revealed records (in file order, so that the
+   same records give the same model whatever the query order), score it on the test set, and
    query ``batch_size`` more records from the rest of the pool — by ``strategy="uncertainty"``
    (:func:`~protran_tune.samplers.acquisition.select_queries`, optionally among ``candidates`` random
    pool records, as the original ProTran loop did with 64) or ``strategy="random"``; each query is
@@ -180,7 +181,10 @@ def run_replay(
     query_s: list[float] = []
     final: dict[str, Any] = {}
     while True:
-        X_tr, Y_tr = E[revealed], np.stack(Y_seen)
+        # fit on the revealed records in file order: the same records give the same model whatever
+        # the order in which they were queried (bootstrap resamples are drawn by position)
+        order = np.argsort(revealed, kind="stable")
+        X_tr, Y_tr = E[np.asarray(revealed)[order]], np.stack(Y_seen)[order]
         t0 = time.perf_counter()
         surrogate.fit(X_tr, Y_tr)
         fit_s.append(time.perf_counter() - t0)
