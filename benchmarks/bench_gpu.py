@@ -1,6 +1,6 @@
 """Summarise the NVIDIA H200 measurements: repeatability, idle power, time per architecture, A100 cross-check.
 
-    /work/venv/bin/python benchmarks/bench_gpu.py [--results benchmarks/results]
+    python benchmarks/bench_gpu.py [--results benchmarks/results]
 
 Reads the ``gpu_h200_*.jsonl`` files written by ``benchmarks/bench_gpu_campaign.py`` (and the
 repeatability runs listed in ``COMMANDS``) and the original A100 file
@@ -36,7 +36,7 @@ COMMANDS = {
     "campaign": "PYTHONPATH=. python3 benchmarks/bench_gpu_campaign.py OUT --deadline-s 560  (commands per set in gpu_h200_campaign.json)",
     "repeat_graph": f"{PY} --archs benchmarks/results/gpu_archs_repeat.jsonl --out gpu_h200_repeat_graph.jsonl --repeat 5 --option cuda_graph=true",
     "repeat_eager2": f"{PY} --archs benchmarks/results/gpu_archs_repeat.jsonl --out gpu_h200_repeat_eager2.jsonl --repeat 5",
-    "summary": "/work/venv/bin/python benchmarks/bench_gpu.py",
+    "summary": "python benchmarks/bench_gpu.py",
 }
 
 

@@ -17,8 +17,8 @@ Reported: median test MSE over seeds at 16/32/64 samples (or the whole pool), ra
 baselines, samples to convergence (0.3%) next to the paper's Table II with the floor reached, ±1σ/±2σ
 coverage, and speed (fit on 200 samples, prediction throughput with features, 10k-candidate query).
 
-    /work/venv/bin/python benchmarks/bench_replay.py            # full run (~30 min on 2 cores)
-    /work/venv/bin/python benchmarks/bench_replay.py --quick    # smoke run
+    python benchmarks/bench_replay.py            # full run (~30 min on 2 cores)
+    python benchmarks/bench_replay.py --quick    # smoke run
 """
 
 from __future__ import annotations
@@ -375,7 +375,7 @@ def main(argv: list[str] | None = None) -> int:
         if r.get("final_predictions") is None:
             r.pop("final_predictions", None)
     out = {
-        "command": "/work/venv/bin/python benchmarks/bench_replay.py " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:])),
+        "command": "python benchmarks/bench_replay.py " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:])),
         "protocol": {
             "split": "random test set of 20% of each file drawn before any query (seeded); never queried",
             "seed": "the file's first 16 records (recorded LHS seed) outside the test set, topped up at random",
