@@ -17,6 +17,7 @@ from typing import Sequence
 
 import numpy as np
 
+from protran_tune.reporting.figures import pyplot, save_figure
 from protran_tune.reporting.data import METRIC_LABELS, METRICS, PlatformData
 
 
@@ -96,10 +97,7 @@ def compare_platforms(datasets: Sequence[PlatformData], baseline: str) -> Compar
 
 def plot_comparison(comparison: Comparison, path: str | Path, *, title: str | None = None) -> Path:
     """Grouped bars (one group per metric, one bar per platform) of the ratios on a log axis; PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     path = Path(path)
     platforms = comparison.platforms
@@ -140,10 +138,7 @@ def plot_comparison(comparison: Comparison, path: str | Path, *, title: str | No
     ), 90), fontsize=10)
     ax.grid(axis="y", which="both", alpha=0.25)
     ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.08), ncol=min(n, 3), frameon=False)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def _format_ratio(value: float) -> str:

@@ -19,6 +19,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from protran_tune.reporting.figures import pyplot, save_figure
+
 MEASURES: tuple[str, ...] = ("latency", "energy", "peak_power")
 
 
@@ -43,10 +45,7 @@ def plot_learning_curves(
     title: str = "",
 ) -> Path:
     """Fig. 6: median test MSE (IQR band over seeds) vs samples per label; returns ``path``."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, axes = plt.subplots(1, len(measures), figsize=(4.2 * len(measures), 3.6), squeeze=False)
     for ax, measure in zip(axes[0], measures):
@@ -66,21 +65,14 @@ def plot_learning_curves(
     axes[0][0].legend(fontsize=7)
     if title:
         fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=130)
 
 
 def plot_predicted_vs_real(
     result: Mapping[str, Any], path: str | Path, measures: Sequence[str] = MEASURES, title: str = ""
 ) -> Path:
     """Fig. 7: predicted vs real (normalised) on the held-out test set, ±1σ bars; returns ``path``."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     final = result["final_predictions"]
     y, mu, sd = (np.asarray(final[k], dtype=float) for k in ("y_true", "y_pred", "y_std"))
@@ -97,11 +89,7 @@ def plot_predicted_vs_real(
         ax.grid(alpha=0.3)
     if title:
         fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=130)
 
 
 def learning_section(ctx: Any) -> Any:

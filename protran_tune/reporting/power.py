@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
+from protran_tune.reporting.figures import pyplot, save_figure
 from protran_tune.platforms.measurement import Measurement
 from protran_tune.reporting.data import PlatformData
 
@@ -63,10 +64,7 @@ def plot_power_trace(m: Measurement, path: str | Path, *, arch_hash: str | None 
     if not m.power_trace:
         reason = m.unavailable.get("peak_power_w") or f"source {m.source} recorded no samples"
         raise ValueError(f"measurement on {m.platform!r} has no power trace: {reason}")
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     path = Path(path)
     ts = [t for t, _ in m.power_trace]
@@ -105,10 +103,7 @@ def plot_power_trace(m: Measurement, path: str | Path, *, arch_hash: str | None 
                  fontsize=9)
     ax.grid(alpha=0.25)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def select_traces(datasets: Sequence[PlatformData], per_platform: int = 2,

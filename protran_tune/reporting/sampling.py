@@ -19,6 +19,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from protran_tune.reporting.figures import pyplot, save_figure
 from protran_tune.samplers.qmc import (
     METHODS,
     ArchitectureMapping,
@@ -176,10 +177,7 @@ def sampling_study(
 def plot_pairwise_distances(distances: Mapping[str, Mapping[str, np.ndarray]], path: str | Path, title: str = "") -> Path:
     """Box plots of pairwise distances per method (columns: distance kinds; rows: our mapping and,
     where present, the original's ``original-<method>`` samples); saves a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     kinds = [k for k in DISTANCES if k in distances]
     all_methods = list(distances[kinds[0]])
@@ -204,9 +202,4 @@ def plot_pairwise_distances(distances: Mapping[str, Mapping[str, np.ndarray]], p
             axes[r][c].set_ylim(lo, hi)
     if title:
         fig.suptitle(title, fontsize=11)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=120)

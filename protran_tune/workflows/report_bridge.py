@@ -17,18 +17,11 @@ from typing import Any
 
 import numpy as np
 
+from protran_tune.reporting.figures import pyplot, save_figure
+
 log = logging.getLogger(__name__)
 TARGETS = ("latency", "energy", "peak_power")
 UNITS = {"latency": "s", "energy": "J", "peak_power": "W"}
-
-
-def _plt() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def _records(path: Path) -> list[dict[str, Any]]:
@@ -36,7 +29,7 @@ def _records(path: Path) -> list[dict[str, Any]]:
 
 
 def plot_power_traces(records: list[dict[str, Any]], out: Path, max_traces: int = 6) -> Path | None:
-    plt = _plt()
+    plt = pyplot()
     ok = [r for r in records if r.get("measurement") and r["measurement"].get("power_trace")]
     if not ok:
         return None
@@ -53,11 +46,7 @@ def plot_power_traces(records: list[dict[str, Any]], out: Path, max_traces: int 
     ax.set_ylabel("power (W)")
     ax.set_title(f"Power traces on {picks[0]['platform']} [{picks[0]['measurement']['source']}]")
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    path = out / "power_trace.png"
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save_figure(fig, out / "power_trace.png")
 
 
 def plot_pairwise_distance(records: list[dict[str, Any]], out: Path, space: str = "flexibert2") -> Path | None:
@@ -79,24 +68,20 @@ def plot_pairwise_distance(records: list[dict[str, Any]], out: Path, space: str 
         return None
     allE = np.vstack([np.vstack(v) for v in groups.values()]).astype(float)
     scale = np.maximum(allE.max(0) - allE.min(0), 1)
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
     names = sorted(groups)
     ax.boxplot([pdist(np.vstack(groups[k]) / scale) for k in names], tick_labels=[f"{k} (n={len(groups[k])})" for k in names])
     ax.set_ylabel("pairwise distance (normalised embedding)")
     ax.set_title("Diversity of measured architectures")
-    fig.tight_layout()
-    path = out / "pairwise_distance.png"
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save_figure(fig, out / "pairwise_distance.png")
 
 
 def plot_learning_curve(result: dict[str, Any], out: Path, threshold: float | None = None) -> Path | None:
     curve = result.get("curve") or []
     if not curve:
         return None
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
     n = [p["n_samples"] for p in curve]
     for name in TARGETS:
@@ -108,18 +93,14 @@ def plot_learning_curve(result: dict[str, Any], out: Path, threshold: float | No
     ax.set_ylabel("held-out test MSE (normalised)")
     ax.set_title("Learning curve")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    path = out / "learning_curve.png"
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save_figure(fig, out / "learning_curve.png")
 
 
 def plot_predicted_vs_real(pred: dict[str, Any], out: Path) -> Path | None:
     if not pred:
         return None
     yt, yp, ys = (np.asarray(pred[k]) for k in ("y_true", "y_pred", "y_std"))
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 3, figsize=(11, 3.6), dpi=100)
     for k, (ax, name) in enumerate(zip(axes, TARGETS)):
         ax.errorbar(yt[:, k], yp[:, k], yerr=ys[:, k], fmt="o", ms=3, lw=0.8)
@@ -128,11 +109,7 @@ def plot_predicted_vs_real(pred: dict[str, Any], out: Path) -> Path | None:
         ax.set_xlabel(f"measured {name} ({UNITS[name]})")
         ax.set_ylabel(f"predicted ({UNITS[name]})")
     fig.suptitle(f"Held-out predicted vs real ({pred.get('regressor', '')}, ±1 std)")
-    fig.tight_layout()
-    path = out / "predicted_vs_real.png"
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save_figure(fig, out / "predicted_vs_real.png")
 
 
 def make_report(out_dir: Path, *, measurements: Path, profile_result: Path, predictions: Path, title: str) -> list[Path]:
