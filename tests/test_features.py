@@ -81,3 +81,22 @@ def test_other_spaces_encode(tmp_path) -> None:
     enc = FeatureEncoder(get_space("protran-table1"))
     X = enc.transform_architectures(list(enc.space.iter_samples(20, seed=4)))
     assert X.shape == (20, enc.n_features_) and np.isfinite(X).all()
+
+
+def test_cost_features_sum_global_columns_by_op_family(encoder) -> None:
+    archs = list(encoder.space.iter_samples(20, seed=4))
+    E = np.stack([encoder.space.embed(a) for a in archs])
+    C, F = encoder.cost_transform(E), encoder.transform(E)
+    names = encoder.feature_names_
+    assert encoder.cost_feature_names_ == [
+        "n_layers", "encoder_params_m", "encoder_gflops", "head_dims_sa", "head_dims_l", "head_dims_c", "ff_width_sum"
+    ]
+    assert C.shape == (20, 7)
+    col = {n: F[:, names.index(n)] for n in names}
+    np.testing.assert_allclose(C[:, 1], col["encoder_params_m"])
+    np.testing.assert_allclose(C[:, 3], col["head_dims_sa_sdp"] + col["head_dims_sa_wma"])
+    np.testing.assert_allclose(C[:, 5], col["head_dims_c_5"] + col["head_dims_c_9"] + col["head_dims_c_13"])
+    # every head is in exactly one family: the families' head dims add up to all head dims
+    all_dims = sum(col[n] for n in names[: encoder.n_global_features_] if n.startswith("head_dims_"))
+    np.testing.assert_allclose(C[:, 3:6].sum(1), all_dims)
+    np.testing.assert_allclose(C[:, 6], col["ff_width_sum"])

@@ -14,6 +14,7 @@ from protran_tune.surrogates import available_surrogates, make_surrogate
 # small settings so every surrogate fits in well under a second
 FAST = {
     "gp": {"maxiter": 15},
+    "gp-linear": {"maxiter": 15, "kernel": "linear+matern", "encoder": "cost"},
     "dt": {},
     "bdt": {"n_members": 3, "n_estimators": 8},
     "boshnas": {"epochs": 40, "mc_samples": 4, "hidden": 16},
@@ -21,6 +22,11 @@ FAST = {
     "ensemble": {"members": [["bdt", {"n_members": 3, "n_estimators": 8}],
                              ["bdt", {"n_members": 3, "n_estimators": 8, "log_target": True}]]},
 }
+
+
+def build(case: str, random_state: int):
+    """The surrogate of a ``FAST`` case (``<name>`` or ``<name>-<variant>``)."""
+    return make_surrogate(case.split("-linear")[0], random_state=random_state, **FAST[case])
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +50,7 @@ def test_registry_names() -> None:
 @pytest.mark.parametrize("name", list(FAST))
 def test_fit_predict_shapes_and_std(name: str, data) -> None:
     X, Y, Xt = data
-    m = make_surrogate(name, random_state=0, **FAST[name])
+    m = build(name, 0)
     assert m.fit(X, Y) is m
     mean = m.predict(Xt)
     assert mean.shape == (len(Xt), 3)
@@ -62,7 +68,7 @@ def test_fit_predict_shapes_and_std(name: str, data) -> None:
 @pytest.mark.parametrize("name", list(FAST))
 def test_params_clone_pickle_roundtrip(name: str, data) -> None:
     X, Y, Xt = data
-    m = make_surrogate(name, random_state=1, **FAST[name])
+    m = build(name, 1)
     params = m.get_params()
     assert params["random_state"] == 1
     c = clone(m)
@@ -82,11 +88,11 @@ def test_params_clone_pickle_roundtrip(name: str, data) -> None:
 @pytest.mark.parametrize("name", ["bdt", "boshnas", "protran-adaboost", "dt"])
 def test_seeding_reproducible(name: str, data) -> None:
     X, Y, Xt = data
-    p1 = make_surrogate(name, random_state=7, **FAST[name]).fit(X, Y).predict(Xt, return_std=True)
-    p2 = make_surrogate(name, random_state=7, **FAST[name]).fit(X, Y).predict(Xt, return_std=True)
+    p1 = build(name, 7).fit(X, Y).predict(Xt, return_std=True)
+    p2 = build(name, 7).fit(X, Y).predict(Xt, return_std=True)
     np.testing.assert_array_equal(p1[0], p2[0])
     if name in ("bdt", "boshnas"):
-        p3 = make_surrogate(name, random_state=8, **FAST[name]).fit(X, Y).predict(Xt)
+        p3 = build(name, 8).fit(X, Y).predict(Xt)
         assert not np.allclose(p1[0], p3)
 
 
@@ -154,6 +160,23 @@ def test_uncertainty_ranks_errors_on_real_data(measurement_files) -> None:
         err = np.abs(mean - ds.Y[te])
         rhos += [spearmanr(std[:, j], err[:, j]).statistic for j in range(3)]
     assert np.median(rhos) > 0.1, rhos
+
+
+def test_gp_linear_kernel_extrapolates_a_linear_cost() -> None:
+    """Outside the training range a linear trend is continued by linear+matern, not by the RBF kernel."""
+    sp = get_space("flexibert2")
+    E = np.stack([sp.embed(a) for a in sp.iter_samples(200, seed=5)]).astype(float)
+    flops = FeatureEncoder(sp).cost_transform(E.astype(int))[:, 2]
+    order = np.argsort(flops)
+    train, far = order[:100], order[-30:]  # extrapolate to the 30 largest models
+    Y = np.column_stack([0.1 + 0.05 * flops, 2.0 + 0.01 * flops])
+    errors = {}
+    for kernel in ("rbf", "linear+matern"):
+        m = make_surrogate("gp", random_state=0, kernel=kernel, encoder="cost").fit(E[train], Y[train])
+        errors[kernel] = np.abs(m.predict(E[far]) - Y[far]).mean()
+    assert errors["linear+matern"] < 0.2 * errors["rbf"], errors
+    with pytest.raises(ValueError, match="kernel must be one of"):
+        make_surrogate("gp", kernel="periodic").fit(E[:10], Y[:10])
 
 
 def test_bdt_ridge_penalty_by_leave_one_out() -> None:

@@ -16,6 +16,12 @@ Columns (``feature_names_``), for a space with ``m`` head ops and ``L = max_laye
   ``l{j}_params_m``, ``l{j}_gflops``.
 
 Shapes: ``transform(E)`` maps int embeddings ``(n, 1 + 3L)`` to float64 features ``(n, n_features_)``.
+
+``cost_transform(E)`` gives a compact cost set ``(n, len(cost_feature_names_))`` for regressors that
+need few inputs on small data: ``n_layers``, ``encoder_params_m``, ``encoder_gflops``,
+``head_dims_<family>`` (sum of head sizes over all heads of an op family: ``sa`` self-attention,
+``l`` linear transform, ``c`` convolution; families absent from the space are left out) and
+``ff_width_sum``.
 """
 
 from __future__ import annotations
@@ -89,6 +95,38 @@ class FeatureEncoder:
     def n_features_(self) -> int:
         return len(self.feature_names_)
 
+    @cached_property
+    def n_global_features_(self) -> int:
+        """Number of leading whole-architecture columns (the rest are per layer)."""
+        return 3 + 2 * len(self.space.head_ops) + 5
+
+    @cached_property
+    def _cost_matrix(self) -> tuple[list[str], np.ndarray]:
+        """Names and the ``(n_global_features_, n_cost)`` 0/1 matrix summing global columns into the cost set."""
+        names = self.feature_names_[: self.n_global_features_]
+        families: dict[str, list[int]] = {}
+        for op in self.space.head_ops:
+            families.setdefault(op_family(op), []).append(names.index("head_dims_" + op.replace("-", "_")))
+        groups = [[names.index(c)] for c in ("n_layers", "encoder_params_m", "encoder_gflops")]
+        cost_names = ["n_layers", "encoder_params_m", "encoder_gflops"]
+        for fam, cols in families.items():
+            groups.append(cols)
+            cost_names.append(f"head_dims_{fam}")
+        groups.append([names.index("ff_width_sum")])
+        cost_names.append("ff_width_sum")
+        M = np.zeros((len(names), len(groups)))
+        for j, cols in enumerate(groups):
+            M[cols, j] = 1.0
+        return cost_names, M
+
+    @property
+    def cost_feature_names_(self) -> list[str]:
+        return list(self._cost_matrix[0])
+
+    def cost_transform(self, embeddings: np.ndarray | Sequence[Sequence[int]]) -> np.ndarray:
+        """Compact cost features ``(n, len(cost_feature_names_))`` of embeddings (see module docstring)."""
+        return self.transform(embeddings)[:, : self.n_global_features_] @ self._cost_matrix[1]
+
     # ----------------------------------------------------------------- per-head constants
     def _head_coefficients(self) -> tuple[np.ndarray, ...]:
         """Per op: params = a*h*d + b*d + c*d*d + e*h + g; flops/t = p*h*d + q*t*d + r*d*d + s*h + u*d."""
@@ -154,7 +192,7 @@ class FeatureEncoder:
         layer_params = proj * (prev * h + h) + att_params + ff_macs + width_sum + 3 * h  # FF biases + LayerNorm
         layer_flops = proj * 2 * t * prev * h + att_flops + 2 * t * ff_macs
 
-        n_global = 3 + 2 * m + 5
+        n_global = self.n_global_features_
         out = np.empty((n, n_global + L * (7 + m)))
         out[:, 0] = n_layers
         out[:, 1] = layer_params.sum(1) / 1e6

@@ -3,7 +3,9 @@
 ``make_surrogate(name, random_state=..., **params)`` builds one by name:
 
 ========================  =====================================================================
-``gp``                    exact GP per output (BoTorch ``SingleTaskGP``), ``encoder="global"``
+``gp``                    exact GP per output (BoTorch ``SingleTaskGP``), ``encoder="global"``;
+                          ``kernel="linear+matern", encoder="cost"``: Bayesian linear cost model
+                          plus a smooth correction on 7 cost features (best on small, noisy data)
 ``dt``                    one multi-output decision tree, no uncertainty (``supports_std=False``)
 ``bdt``                   bootstrap ensemble of gradient-boosted trees, calibrated std, ``encoder="global"``
 ``boshnas``               teacher/student/NPN networks; GOBI query selection
@@ -12,7 +14,7 @@
 ========================  =====================================================================
 
 All of them take ProTran embeddings ``(n, 37)`` as ``X`` by default (``encoder`` parameter:
-``features``/``global`` encode them with :class:`~protran_tune.space.FeatureEncoder`, ``embedding``
+``features``/``global``/``cost`` encode them with :class:`~protran_tune.space.FeatureEncoder`, ``embedding``
 uses them raw, ``identity`` takes any numeric matrix) and targets ``Y`` (n, k).
 """
 

@@ -53,7 +53,7 @@ class Surrogate:
 
 
 # --------------------------------------------------------------------------- shared machinery
-ENCODERS: tuple[str, ...] = ("features", "global", "embedding", "identity")
+ENCODERS: tuple[str, ...] = ("features", "global", "cost", "embedding", "identity")
 _CHUNK = 8192  # rows encoded and predicted at a time (keeps temporaries in cache, bounds memory)
 
 
@@ -68,6 +68,8 @@ class EncodedSurrogate(Surrogate):
     * ``"global"``: as ``"features"``, keeping only the whole-architecture columns (layer count,
       parameters, FLOPs, heads and head dimensions per op, hidden sizes, feed-forward widths: 22 for
       the FlexiBERT 2.0 space) and dropping the per-layer ones;
+    * ``"cost"``: the compact cost set of :meth:`~protran_tune.space.FeatureEncoder.cost_transform`
+      (layers, parameters, FLOPs, head dimensions per op family, feed-forward width: 7 columns);
     * ``"embedding"``: ``X`` holds embeddings, used as raw numbers (the original ProTran input);
     * ``"identity"``: ``X`` is any numeric matrix ``(n, d)``, standardised as is.
 
@@ -112,11 +114,10 @@ class EncodedSurrogate(Surrogate):
         if np.abs(E - X).max(initial=0.0) > 1e-9:
             raise ValueError(f"encoder={self.encoder!r} expects integer ProTran embeddings; X holds non-integer values")
         fe = self._feature_encoder()
+        if self.encoder == "cost":
+            return fe.cost_transform(E.astype(np.int64))
         F = fe.transform(E.astype(np.int64))
-        if self.encoder == "global":
-            n_global = sum(not (name[0] == "l" and name[1].isdigit()) for name in fe.feature_names_)
-            F = F[:, :n_global]
-        return F
+        return F[:, : fe.n_global_features_] if self.encoder == "global" else F
 
     def _standardise(self, X: np.ndarray) -> np.ndarray:
         return (self._encode(X) - self.x_mean_) / self.x_scale_

@@ -1,8 +1,15 @@
 """Gaussian-process surrogate: one exact GP per output (BoTorch ``SingleTaskGP``, batched over outputs).
 
-Inputs are the standardised encoded features; outputs are standardised inside BoTorch
-(``Standardize``). Hyper-parameters (ARD Matern-5/2 length-scales with BoTorch's dimension-scaled
-prior, noise) are fitted by maximising the exact marginal likelihood (``fit_gpytorch_mll``). The std
+Inputs are the encoded features scaled to the unit cube; outputs are standardised inside BoTorch
+(``Standardize``). Kernels (``kernel``):
+
+* ``"rbf"``: BoTorch's default, an ARD RBF kernel with its dimension-scaled log-normal length-scale prior;
+* ``"linear+matern"``: a scaled linear kernel plus a scaled ARD Matern-5/2 kernel — a Bayesian linear
+  model of cost with a smooth non-linear correction, suited to the compact ``encoder="cost"`` inputs
+  (latency and energy grow about linearly with parameters, FLOPs and layers).
+
+Hyper-parameters (length-scales, scales, noise) are fitted by maximising the exact marginal
+likelihood (``fit_gpytorch_mll``). The std
 returned by ``predict`` is the predictive std of an observation (latent variance plus fitted noise).
 ``condition_on(X)`` gives a copy conditioned on fantasy observations at the posterior mean: used by
 the kriging-believer batch acquisition.
@@ -19,22 +26,31 @@ from sklearn.base import BaseEstimator
 from protran_tune.surrogates.base import EncodedSurrogate, check_xy
 
 
+KERNELS: tuple[str, ...] = ("rbf", "linear+matern")
+
+
 class GaussianProcessSurrogate(EncodedSurrogate, BaseEstimator):
     """Exact GP regression per output with fitted ARD kernels (BoTorch/GPyTorch, float64, CPU).
 
     Args:
+        kernel: ``"rbf"`` or ``"linear+matern"`` (see module docstring).
         maxiter: iterations of the L-BFGS marginal-likelihood optimiser.
         encoder, space: input encoding (see :class:`~protran_tune.surrogates.base.EncodedSurrogate`).
         random_state: seed of the hyper-parameter optimiser's restarts.
+
+    After ``fit``: ``model_`` (the BoTorch model) and ``fit_warning_`` (``None``, or why the optimiser's
+    last point was kept after every retry ended with an optimiser warning).
     """
 
     def __init__(
         self,
+        kernel: str = "rbf",
         maxiter: int = 100,
         encoder: str = "global",
         space: str = "flexibert2",
         random_state: int | None = None,
     ) -> None:
+        self.kernel = kernel
         self.maxiter = maxiter
         self.encoder = encoder
         self.space = space
@@ -42,11 +58,10 @@ class GaussianProcessSurrogate(EncodedSurrogate, BaseEstimator):
 
     def _fit(self, Z: np.ndarray, Y: np.ndarray) -> None:
         import torch
-        from botorch.fit import fit_gpytorch_mll
-        from botorch.models import SingleTaskGP
-        from botorch.models.transforms.outcome import Standardize
-        from gpytorch.mlls import ExactMarginalLogLikelihood
 
+        if self.kernel not in KERNELS:
+            raise ValueError(f"kernel must be one of {KERNELS}, got {self.kernel!r}")
+        self.fit_warning_ = None
         cols = np.flatnonzero(Z.std(0) > 1e-12)
         self.columns_ = cols if len(cols) else np.arange(Z.shape[1])
         Zc = Z[:, self.columns_]
@@ -61,15 +76,57 @@ class GaussianProcessSurrogate(EncodedSurrogate, BaseEstimator):
                 Y_t = torch.as_tensor(Y, dtype=torch.float64)
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
-                    model = SingleTaskGP(X_t, Y_t, outcome_transform=Standardize(m=Y.shape[1]))
-                    fit_gpytorch_mll(
-                        ExactMarginalLogLikelihood(model.likelihood, model),
-                        optimizer_kwargs={"options": {"maxiter": int(self.maxiter)}},
-                    )
+                    model = self._fit_model(X_t, Y_t)
         finally:
             torch.set_num_threads(threads)
         model.eval()
         self.model_ = model
+
+    def _fit_model(self, X_t, Y_t):
+        """Maximise the marginal likelihood; on failure retry with a higher noise floor.
+
+        BoTorch retries a fit that ends with an optimiser warning or a non-PSD covariance; when all of
+        its attempts fail (flat or ill-conditioned likelihood), the fit is repeated with the noise
+        floor raised to 1e-3 and then 1e-2 of the standardised target variance, keeping the
+        optimiser's last point; ``fit_warning_`` says which floor was needed.
+        """
+        from botorch.exceptions.errors import ModelFittingError
+        from botorch.fit import fit_gpytorch_mll
+        from botorch.models import SingleTaskGP
+        from botorch.models.transforms.outcome import Standardize
+        from gpytorch.constraints import GreaterThan
+        from gpytorch.mlls import ExactMarginalLogLikelihood
+
+        m = Y_t.shape[1]
+        options = {"options": {"maxiter": int(self.maxiter)}}
+        for floor in (None, 1e-3, 1e-2):
+            model = SingleTaskGP(X_t, Y_t, covar_module=self._covar_module(X_t.shape[1], m), outcome_transform=Standardize(m=m))
+            if floor is not None:
+                model.likelihood.noise_covar.register_constraint("raw_noise", GreaterThan(floor))
+            mll = ExactMarginalLogLikelihood(model.likelihood, model)
+            try:
+                if floor is None:
+                    fit_gpytorch_mll(mll, optimizer_kwargs=options)
+                else:
+                    fit_gpytorch_mll(mll, optimizer_kwargs=options, warning_handler=lambda w: True, max_attempts=2)
+                return model
+            except ModelFittingError:
+                self.fit_warning_ = f"marginal-likelihood fit failed with noise floor {floor or 'default'}"
+        raise ModelFittingError(
+            f"GP ({self.kernel}) could not be fitted on {len(X_t)} samples even with noise floor 1e-2: {self.fit_warning_}"
+        )
+
+    def _covar_module(self, d: int, m: int):
+        """``None`` (BoTorch's default) or the linear + Matern kernel batched over ``m`` outputs."""
+        if self.kernel == "rbf":
+            return None
+        import torch
+        from gpytorch.kernels import LinearKernel, MaternKernel, ScaleKernel
+
+        batch = torch.Size([m]) if m > 1 else torch.Size([])
+        linear = LinearKernel(batch_shape=batch)  # its variance is the scale: no ScaleKernel (not identifiable)
+        matern = ScaleKernel(MaternKernel(nu=2.5, ard_num_dims=d, batch_shape=batch), batch_shape=batch)
+        return linear + matern
 
     def _unit(self, Z: np.ndarray) -> np.ndarray:
         return (Z[:, self.columns_] - self.z_low_) / self.z_span_
@@ -102,4 +159,4 @@ class GaussianProcessSurrogate(EncodedSurrogate, BaseEstimator):
         return new
 
 
-__all__ = ["GaussianProcessSurrogate", "check_xy"]
+__all__ = ["GaussianProcessSurrogate", "KERNELS", "check_xy"]
