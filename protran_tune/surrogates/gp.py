@@ -121,11 +121,18 @@ class GaussianProcessSurrogate(EncodedSurrogate, BaseEstimator):
         if self.kernel == "rbf":
             return None
         import torch
+        from gpytorch.constraints import GreaterThan, Interval
         from gpytorch.kernels import LinearKernel, MaternKernel, ScaleKernel
 
         batch = torch.Size([m]) if m > 1 else torch.Size([])
-        linear = LinearKernel(batch_shape=batch)  # its variance is the scale: no ScaleKernel (not identifiable)
-        matern = ScaleKernel(MaternKernel(nu=2.5, ard_num_dims=d, batch_shape=batch), batch_shape=batch)
+        # bounded scales and length-scales (targets are standardised, inputs in the unit cube): an
+        # unbounded linear variance or a vanishing length-scale makes the covariance singular on
+        # files with outliers
+        linear = LinearKernel(batch_shape=batch, variance_constraint=Interval(1e-4, 100.0))  # variance = its scale
+        matern = ScaleKernel(
+            MaternKernel(nu=2.5, ard_num_dims=d, batch_shape=batch, lengthscale_constraint=GreaterThan(2.5e-2)),
+            batch_shape=batch, outputscale_constraint=Interval(1e-4, 100.0),
+        )
         return linear + matern
 
     def _unit(self, Z: np.ndarray) -> np.ndarray:
