@@ -111,6 +111,15 @@ def median_or_none(values: list[float | None]) -> float | None:
     return None if not np.isfinite(m) else m
 
 
+def speed_cases() -> list[tuple[str, str, dict[str, Any]]]:
+    """(label, regressor, params) timed by :func:`speed`: the built-in defaults, and ours if it differs."""
+    cases = [(name, name, {}) for name in ("bdt", "boshnas", "gp", "protran-adaboost")]
+    ours = ARMS[AL_ARM]
+    if ours.get("params"):
+        cases.append((f"{AL_ARM[3:]} (ours: {json.dumps(ours['params'])})", ours["regressor"], ours["params"]))
+    return cases
+
+
 def speed(data_dir: Path) -> dict[str, Any]:
     """Fit on 200 samples, predict 100k architectures (features included), choose from 10k candidates."""
     from protran_tune.datasets import load_recorded
@@ -126,16 +135,17 @@ def speed(data_dir: Path) -> dict[str, Any]:
     E10k = big
     X, Y = ds.embeddings[:200].astype(float), ds.Y[:200]
     out: dict[str, Any] = {"n_fit": 200, "n_predict": len(E100k), "n_candidates": len(E10k)}
-    for name in ("bdt", "boshnas", "gp", "protran-adaboost"):
-        m = make_surrogate(name, random_state=0)
+    for name, regressor, params in speed_cases():
+        m = make_surrogate(regressor, random_state=0, **params)
         fits = []
-        for _ in range(3 if name in ("bdt", "boshnas") else 1):
+        fast = regressor in ("bdt", "boshnas")
+        for _ in range(3 if fast else 1):
             t = time.perf_counter()
             m.fit(X, Y)
             fits.append(time.perf_counter() - t)
-        n_pred = len(E100k) if name in ("bdt", "boshnas") else 10_000
+        n_pred = len(E100k) if fast else 10_000
         preds = []
-        for _ in range(3 if name in ("bdt", "boshnas") else 1):
+        for _ in range(3 if fast else 1):
             t = time.perf_counter()
             m.predict(E100k[:n_pred], return_std=True)
             preds.append(time.perf_counter() - t)
@@ -167,7 +177,6 @@ def speed(data_dir: Path) -> dict[str, Any]:
 def summarise(results: list[dict[str, Any]], budgets: list[int]) -> dict[str, Any]:
     devices = sorted({r["device"] for r in results})
     summary: dict[str, Any] = {"per_device": {}, "budgets": budgets}
-    ratios_orig: dict[int, list[float]] = {}
     al_le_random: dict[int, dict[str, bool]] = {}
     for dev in devices:
         rs = [r for r in results if r["device"] == dev]
@@ -275,15 +284,16 @@ def write_markdown(out: dict[str, Any], path: Path) -> Path:
                      f"{h['median_ratio_al_over_random (devices x measures)']:.2f}; median ratio ours/original "
                      f"{h['median_ratio_ours_over_original (devices x measures)']:.2f} (devices x measures)")
     cov = s["coverage_al_bdt_all_devices_median"]
-    lines.append(f"\nCoverage of ours (final point, median over devices and seeds): ±1σ "
+    lines.append("\nCoverage of ours (final point, median over devices and seeds): ±1σ "
                  + ", ".join(f"{k} {v:.2f}" for k, v in cov["1std"].items()) + "; ±2σ "
                  + ", ".join(f"{k} {v:.2f}" for k, v in cov["2std"].items()) + " (nominal 0.68 / 0.95).")
     if out.get("speed"):
         sp = out["speed"]
-        lines.append("\nSpeed (this 2-core machine, load average %.1f):\n" % sp["load_average_1min"])
+        again = f" — re-timed by `{out['speed_command']}`" if out.get("speed_command") else ""
+        lines.append("\nSpeed (this 2-core machine, load average %.1f%s):\n" % (sp["load_average_1min"], again))
         lines.append("| surrogate | fit on 200 (s) | predict with std (arch/s, features included) | query from 10k, k=1 / k=4 (s) |")
         lines.append("|---|---|---|---|")
-        for name in ("bdt", "boshnas", "gp", "protran-adaboost"):
+        for name in [c[0] for c in speed_cases() if c[0] in sp]:
             v = sp[name]
             lines.append(f"| {name} | {v['fit_200_s']:.2f} | {v['predict_per_s']:.0f} | {v['query_10k_k1_s']:.2f} / {v['query_10k_k4_s']:.2f} |")
         lines.append(f"\nFeatureEncoder.transform alone, 100k embeddings in one call: {sp['feature_encoder_per_s']:.0f}/s.")
@@ -305,7 +315,21 @@ def main(argv: list[str] | None = None) -> int:
                    help='its constructor parameters as JSON, e.g. \'{"members": [["bdt", {}], ["gp", {}]]}\'')
     p.add_argument("--markdown-only", type=Path, default=None, metavar="JSON",
                    help="only rewrite the Markdown summary of an existing result JSON")
+    p.add_argument("--speed-only", type=Path, default=None, metavar="JSON",
+                   help="only re-time the speed section of an existing result JSON (and rewrite its summary)")
     args = p.parse_args(argv)
+    if args.speed_only is not None:
+        out = json.loads(args.speed_only.read_text())
+        ours = out.get("protocol", {}).get("ours", {"regressor": "bdt", "params": {}})
+        set_ours(ours["regressor"], ours["params"])
+        t1 = time.perf_counter()
+        out["speed"] = speed(args.data)
+        out["wall_time_s"]["speed"] = time.perf_counter() - t1
+        out["speed_command"] = "python benchmarks/bench_replay.py " + " ".join(
+            shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+        args.speed_only.write_text(json.dumps(out, indent=1))
+        print(write_markdown(out, args.speed_only.with_name(args.speed_only.name.replace("_benchmark.json", "_summary.md"))))
+        return 0
     if args.markdown_only is not None:
         out = json.loads(args.markdown_only.read_text())
         ours = out.get("protocol", {}).get("ours", {"regressor": "bdt", "params": {}})

@@ -27,6 +27,7 @@ from protran_tune.surrogates.base import EncodedSurrogate, check_xy
 
 
 KERNELS: tuple[str, ...] = ("rbf", "linear+matern")
+_PREDICT_BLOCK = 256  # rows per posterior evaluation
 
 
 class GaussianProcessSurrogate(EncodedSurrogate, BaseEstimator):
@@ -139,17 +140,24 @@ class GaussianProcessSurrogate(EncodedSurrogate, BaseEstimator):
         return (Z[:, self.columns_] - self.z_low_) / self.z_span_
 
     def _predict(self, Z: np.ndarray, return_std: bool):
+        """Mean and std in blocks of ``_PREDICT_BLOCK`` rows: the posterior of a block is a joint
+        Gaussian, so its covariance grows with the square of the rows (only its diagonal is used)."""
         import torch
 
-        X_t = torch.as_tensor(self._unit(Z), dtype=torch.float64)
+        means, stds = [], []
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            post = self.model_.posterior(X_t, observation_noise=True)
-            mean = post.mean.numpy().reshape(len(Z), -1)
-            if not return_std:
-                return mean
-            std = post.variance.clamp_min(1e-18).sqrt().numpy().reshape(len(Z), -1)
-        return mean, std
+            for i in range(0, len(Z), _PREDICT_BLOCK):
+                X_t = torch.as_tensor(self._unit(Z[i : i + _PREDICT_BLOCK]), dtype=torch.float64)
+                post = self.model_.posterior(X_t, observation_noise=True)
+                means.append(post.mean.numpy().reshape(len(X_t), -1))
+                if return_std:
+                    stds.append(post.variance.clamp_min(1e-18).sqrt().numpy().reshape(len(X_t), -1))
+        k = self.n_outputs_
+        mean = np.concatenate(means) if means else np.zeros((0, k))
+        if not return_std:
+            return mean
+        return mean, (np.concatenate(stds) if stds else np.zeros((0, k)))
 
     def condition_on(self, X: np.ndarray) -> "GaussianProcessSurrogate":
         """A copy conditioned on fantasy observations (the posterior mean) at ``X`` (n, d)."""
