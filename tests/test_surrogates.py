@@ -179,6 +179,24 @@ def test_gp_linear_kernel_extrapolates_a_linear_cost() -> None:
         make_surrogate("gp", kernel="periodic").fit(E[:10], Y[:10])
 
 
+def test_gp_block_prediction_equals_the_joint_posterior(data) -> None:
+    """Prediction in blocks of rows gives the marginals of one joint posterior over all rows."""
+    import torch
+
+    from protran_tune.surrogates import gp as gp_module
+
+    X, Y, _ = data
+    sp = get_space("flexibert2")
+    E = np.stack([sp.embed(a) for a in sp.iter_samples(gp_module._PREDICT_BLOCK + 44, seed=9)]).astype(float)
+    m = make_surrogate("gp", random_state=0, maxiter=15).fit(X, Y)
+    mean, std = m.predict(E, return_std=True)
+    with torch.no_grad():
+        post = m.model_.posterior(torch.as_tensor(m._unit(m._standardise(E))), observation_noise=True)
+        joint_mean, joint_std = post.mean.numpy(), post.variance.sqrt().numpy()
+    np.testing.assert_allclose(mean, joint_mean, rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(std, joint_std, rtol=1e-5, atol=1e-9)
+
+
 def test_bdt_ridge_penalty_by_leave_one_out() -> None:
     rng = np.random.default_rng(1)
     X = rng.normal(size=(60, 5))

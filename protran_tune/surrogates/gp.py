@@ -9,8 +9,8 @@ Inputs are the encoded features scaled to the unit cube; outputs are standardise
   (latency and energy grow about linearly with parameters, FLOPs and layers).
 
 Hyper-parameters (length-scales, scales, noise) are fitted by maximising the exact marginal
-likelihood (``fit_gpytorch_mll``). The std
-returned by ``predict`` is the predictive std of an observation (latent variance plus fitted noise).
+likelihood (``fit_gpytorch_mll``). The std returned by ``predict`` is the predictive std of an
+observation (latent variance plus fitted noise).
 ``condition_on(X)`` gives a copy conditioned on fantasy observations at the posterior mean: used by
 the kriging-believer batch acquisition.
 """
