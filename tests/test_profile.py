@@ -106,3 +106,19 @@ def test_bad_config_is_a_clear_value_error():
         ProfileConfig(budget=4)
     with pytest.raises(ValueError, match="threshold"):
         ProfileConfig(threshold=2.0)
+
+
+def test_surrogate_parameters_reach_the_sampler_and_are_recorded(tmp_path: Path):
+    params = {"kernel": "linear+matern", "encoder": "cost", "maxiter": 20}
+    cfg = config(tmp_path, surrogate="gp", surrogate_params=params, report_dir=None, threshold=1e-12)
+    result = profile(cfg)
+    assert result.n_measured == 8
+    study = optuna.load_study(study_name="p1", storage=cfg.storage)
+    assert study.user_attrs["surrogate_params"] == params
+    assert [t.user_attrs["phase"] for t in study.trials].count("seed") == 5  # then the GP chose 3
+    assert {k: cfg.make_surrogate().get_params()[k] for k in params} == params
+    mlflow.set_tracking_uri(cfg.mlflow_uri)
+    parent = mlflow.search_runs(experiment_names=["protran-tune"], filter_string="tags.`protran.study` = 'p1' and tags.`protran.role` = 'study'")
+    assert parent["params.surrogate_params"].item() == '{"encoder": "cost", "kernel": "linear+matern", "maxiter": 20}'
+    with pytest.raises(ValueError, match=r"unknown parameter\(s\) \['depth'\] for surrogate 'gp'"):
+        profile(config(tmp_path, study_name="p2", surrogate="gp", surrogate_params={"depth": 3}))

@@ -109,11 +109,13 @@ def dataset_from_files(paths: Sequence[str | Path]) -> tuple[Dataset, list[str]]
 
 
 # --------------------------------------------------------------------------- surrogates
-def make_regressor(name: str, seed: int = 0, space: str = "flexibert2") -> Any:
-    """A surrogate by name (``gp``, ``dt``, ``bdt``, ``boshnas``, ...) taking ProTran embeddings of ``space``."""
+def make_regressor(name: str, seed: int = 0, space: str = "flexibert2", **params: Any) -> Any:
+    """A surrogate by name (``gp``, ``dt``, ``bdt``, ``boshnas``, ...) taking ProTran embeddings of ``space``,
+    with constructor ``params`` (e.g. ``kernel="linear+matern", encoder="cost"`` for ``gp``)."""
     from protran_tune.surrogates import make_surrogate, surrogate_class
 
-    params = {"space": space} if "space" in surrogate_class(name)().get_params() else {}
+    if "space" in surrogate_class(name)().get_params():
+        params = {"space": space, **params}
     return make_surrogate(name, random_state=seed, **params)
 
 

@@ -65,6 +65,7 @@ class ProfileConfig:
     test_samples: int = 8
     threshold: float = 0.003
     surrogate: str = "bdt"
+    surrogate_params: dict[str, Any] = field(default_factory=dict)
     seed: int = 0
     storage: str = DEFAULT_STORAGE
     mlflow_uri: str | None = DEFAULT_MLFLOW_URI
@@ -94,6 +95,12 @@ class ProfileConfig:
                         max_repeats=self.max_repeats, min_repeats=min(self.min_repeats, self.max_repeats),
                         target_ci_rel=self.target_ci_rel, seed=self.seed)
 
+    def make_surrogate(self) -> Any:
+        """A fresh ``surrogate`` with ``surrogate_params`` (``ValueError`` names unknown parameters)."""
+        from protran_tune.workflows.fit import make_regressor
+
+        return make_regressor(self.surrogate, self.seed, self.space, **self.surrogate_params)
+
 
 @dataclass
 class ProfileResult:
@@ -119,7 +126,7 @@ def build_sampler(cfg: ProfileConfig) -> Any:
     from protran_tune.tracking.records import METRIC_NAMES
 
     seed_sampler = LatinHypercubeSampler(cfg.space, n_points=cfg.seed_samples, seed=cfg.seed)
-    return ActiveLearningSampler(cfg.surrogate, cfg.space, n_startup_trials=cfg.seed_samples,
+    return ActiveLearningSampler(cfg.make_surrogate(), cfg.space, n_startup_trials=cfg.seed_samples,
                                  seed_sampler=seed_sampler, objective_names=METRIC_NAMES, seed=cfg.seed)
 
 
@@ -191,7 +198,7 @@ class Profiler:
         self.workload = cfg.workload()
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         attrs = {"platform": cfg.platform, "space": cfg.space, "workload": self.workload.to_dict(),
-                 "surrogate": cfg.surrogate, "threshold": cfg.threshold}
+                 "surrogate": cfg.surrogate, "surrogate_params": cfg.surrogate_params, "threshold": cfg.threshold}
         self.study = create_study(storage, cfg.study_name, sampler=build_sampler(cfg), user_attrs=attrs)
         self.holdout = create_study(storage, cfg.study_name + HOLDOUT_SUFFIX,
                                     sampler=optuna.samplers.RandomSampler(seed=cfg.seed),
@@ -202,6 +209,7 @@ class Profiler:
         self.holdout_run: str | None = None
         if tracker is not None:
             params = {"platform": cfg.platform, "space": cfg.space, "surrogate": cfg.surrogate,
+                      "surrogate_params": json.dumps(cfg.surrogate_params, sort_keys=True),
                       "seed_samples": cfg.seed_samples, "budget": cfg.budget, "test_samples": cfg.test_samples,
                       "threshold": cfg.threshold, "seed": cfg.seed, **{k: v for k, v in self.workload.to_dict().items()}}
             tags = {"protran.platform": cfg.platform}
@@ -348,13 +356,13 @@ class Profiler:
         """Fit the surrogate on the main study and score it on the held-out set (``None`` if too few)."""
         from optuna.trial import TrialState
 
-        from protran_tune.workflows.fit import dataset_from_trials, fit_and_evaluate, make_regressor
+        from protran_tune.workflows.fit import dataset_from_trials, fit_and_evaluate
 
         train = dataset_from_trials(self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
         test = dataset_from_trials(self.holdout.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
         if len(train) < 4 or len(test) < 2:
             return None
-        return fit_and_evaluate(make_regressor(self.cfg.surrogate, self.cfg.seed, self.cfg.space), self.cfg.space,
+        return fit_and_evaluate(self.cfg.make_surrogate(), self.cfg.space,
                                 train, test)
 
     def run(self, should_stop: Callable[[], bool] | None = None) -> ProfileResult:
