@@ -177,7 +177,6 @@ def speed(data_dir: Path) -> dict[str, Any]:
 def summarise(results: list[dict[str, Any]], budgets: list[int]) -> dict[str, Any]:
     devices = sorted({r["device"] for r in results})
     summary: dict[str, Any] = {"per_device": {}, "budgets": budgets}
-    al_le_random: dict[int, dict[str, bool]] = {}
     for dev in devices:
         rs = [r for r in results if r["device"] == dev]
         pool = rs[0]["dataset"]["n_pool"]
@@ -203,7 +202,6 @@ def summarise(results: list[dict[str, Any]], budgets: list[int]) -> dict[str, An
                 dev_out["ratio_al_over_random"][key] = {
                     m: med[AL_ARM][key][m] / med[RANDOM_ARM][key][m] for m in (*MEASURES, "mean_over_measures")
                 }
-                al_le_random.setdefault(budgets.index(b) if b in budgets else len(budgets) - 1, {})
             if key in med.get(AL_ARM, {}) and key in med.get("original", {}):
                 rat = {m: med[AL_ARM][key][m] / med["original"][key][m] for m in (*MEASURES, "mean_over_measures")}
                 dev_out["ratio_al_over_original"][key] = rat

@@ -114,7 +114,7 @@ def _lhs_seed(ds: RecordedDataset, pool: np.ndarray, k: int, rng: np.random.Gene
     from protran_tune.space import FeatureEncoder
 
     fe = FeatureEncoder(ds.space)
-    F = fe.transform(ds.embeddings[pool])[:, :22]
+    F = fe.transform(ds.embeddings[pool])[:, : fe.n_global_features_]  # whole-architecture columns
     F = F[:, np.ptp(F, axis=0) > 0]
     U = np.column_stack([(rankdata(c) - 0.5) / len(c) for c in F.T])  # rank-normalised to (0, 1)
     points = qmc.LatinHypercube(d=U.shape[1], seed=rng).random(k)
