@@ -90,7 +90,7 @@ def main() -> int:
     result = {
         "benchmark": "main_job",
         "command": command,
-        "reproduce": f"python benchmarks/bench_main_job.py" + (f" --extra {shlex.quote(args.extra)}" if args.extra else ""),
+        "reproduce": "python benchmarks/bench_main_job.py" + (f" --extra {shlex.quote(args.extra)}" if args.extra else ""),
         "machine": {"cpus": os.cpu_count(), "load_avg_at_end": os.getloadavg()},
         "exit_code": proc.returncode,
         "wall_time_s": round(wall, 1),

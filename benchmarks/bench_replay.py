@@ -6,13 +6,16 @@ per step:
 
 * ``al-bdt``      — ours: BDT ensemble on global features (``--regressor``/``--regressor-params`` choose
                     another surrogate for ours and random; the arms are then named after it),
-                    query = highest normalised std (whole pool),
+                    query = highest normalised std (whole pool; ``--strategy variance-reduction``:
+                    largest integrated variance reduction, GP surrogates),
                     run to the whole pool (samples to convergence);
 * ``random-bdt``  — the same regressor with random queries (baseline a);
 * ``original``    — the original ProTran method: AdaBoost over 500 trees on the raw embedding,
                     query = largest summed std among 64 random pool records (baseline b).
 
 On the A100 file, GP, BOSHNAS (uncertainty/GOBI) and DT (random; it has no std) also run (Fig. 6).
+``--aa`` adds an A/A control on every file: the random arm again with another stream of random queries
+(same split, same seed set), whose ratio to the random arm is the seed noise of the comparison.
 Reported: median test MSE over seeds at 16/32/64 samples (or the whole pool), ratios against the
 baselines, samples to convergence (0.3%) next to the paper's Table II with the floor reached, ±1σ/±2σ
 coverage, and speed (fit on 200 samples, prediction throughput with features, 10k-candidate query).
@@ -50,19 +53,21 @@ ARMS = {
 }
 
 
-def set_ours(regressor: str, params: dict[str, Any]) -> None:
-    """Use ``regressor`` (with constructor ``params``) for ours and for the random baseline (a)."""
+def set_ours(regressor: str, params: dict[str, Any], strategy: str = "uncertainty") -> None:
+    """Use ``regressor`` (with constructor ``params``) for ours, querying by ``strategy``, and for the
+    random baseline (a)."""
     global AL_ARM, RANDOM_ARM
     ARMS.pop(AL_ARM)
     ARMS.pop(RANDOM_ARM)
     AL_ARM, RANDOM_ARM = f"al-{regressor}", f"random-{regressor}"
-    ARMS[AL_ARM] = dict(regressor=regressor, strategy="uncertainty", candidates=None, full=True, params=params)
+    ARMS[AL_ARM] = dict(regressor=regressor, strategy=strategy, candidates=None, full=True, params=params)
     ARMS[RANDOM_ARM] = dict(regressor=regressor, strategy="random", candidates=None, full=False, params=params)
 FIG6_ARMS = {
     "al-gp": dict(regressor="gp", strategy="uncertainty", candidates=None, full=False),
     "al-boshnas": dict(regressor="boshnas", strategy="uncertainty", candidates=None, full=False),
     "random-dt": dict(regressor="dt", strategy="random", candidates=None, full=False),
 }
+AA_ARM, AA_QUERY_SEED_OFFSET = "random-again", 1000  # A/A control: query_seed = seed + offset
 COST = {"protran-adaboost": 10, "gp": 8, "boshnas": 3, "bdt": 1, "dt": 0.2, "ensemble": 10}
 
 
@@ -78,7 +83,7 @@ def run_task(task: dict[str, Any]) -> dict[str, Any]:
     cfg = ReplayConfig(
         regressor=task["regressor"], strategy=task["strategy"], seed_samples=16, budget=task["budget"],
         test_fraction=0.2, seed=task["seed"], batch_size=task["batch_size"], candidates=task["candidates"],
-        regressor_params=task.get("params") or {},
+        regressor_params=task.get("params") or {}, query_seed=task.get("query_seed"),
     )
     try:
         r = run_replay(ds, cfg)
@@ -113,10 +118,11 @@ def median_or_none(values: list[float | None]) -> float | None:
 
 def speed_cases() -> list[tuple[str, str, dict[str, Any]]]:
     """(label, regressor, params) timed by :func:`speed`: the built-in defaults, and ours if it differs."""
-    cases = [(name, name, {}) for name in ("bdt", "boshnas", "gp", "protran-adaboost")]
+    cases = [(name, name, {}, "uncertainty") for name in ("bdt", "boshnas", "gp", "protran-adaboost")]
     ours = ARMS[AL_ARM]
-    if ours.get("params"):
-        cases.append((f"{AL_ARM[3:]} (ours: {json.dumps(ours['params'])})", ours["regressor"], ours["params"]))
+    if ours.get("params") or ours["strategy"] != "uncertainty":
+        label = f"{AL_ARM[3:]} (ours: {json.dumps(ours.get('params') or {})}, {ours['strategy']})"
+        cases.append((label, ours["regressor"], ours.get("params") or {}, ours["strategy"]))
     return cases
 
 
@@ -135,7 +141,7 @@ def speed(data_dir: Path) -> dict[str, Any]:
     E10k = big
     X, Y = ds.embeddings[:200].astype(float), ds.Y[:200]
     out: dict[str, Any] = {"n_fit": 200, "n_predict": len(E100k), "n_candidates": len(E10k)}
-    for name, regressor, params in speed_cases():
+    for name, regressor, params, strategy in speed_cases():
         m = make_surrogate(regressor, random_state=0, **params)
         fits = []
         fast = regressor in ("bdt", "boshnas")
@@ -152,7 +158,7 @@ def speed(data_dir: Path) -> dict[str, Any]:
         queries = []
         for k in (1, 4):
             t = time.perf_counter()
-            select_queries(m, E10k, k=k)
+            select_queries(m, E10k, k=k, method="variance-reduction" if strategy == "variance-reduction" else "auto")
             queries.append(time.perf_counter() - t)
         out[name] = {
             "fit_200_s": float(np.median(fits)),
@@ -202,6 +208,10 @@ def summarise(results: list[dict[str, Any]], budgets: list[int]) -> dict[str, An
                 dev_out["ratio_al_over_random"][key] = {
                     m: med[AL_ARM][key][m] / med[RANDOM_ARM][key][m] for m in (*MEASURES, "mean_over_measures")
                 }
+            if key in med.get(AA_ARM, {}) and key in med.get(RANDOM_ARM, {}):
+                dev_out.setdefault("ratio_aa_random_again_over_random", {})[key] = {
+                    m: med[AA_ARM][key][m] / med[RANDOM_ARM][key][m] for m in (*MEASURES, "mean_over_measures")
+                }
             if key in med.get(AL_ARM, {}) and key in med.get("original", {}):
                 rat = {m: med[AL_ARM][key][m] / med["original"][key][m] for m in (*MEASURES, "mean_over_measures")}
                 dev_out["ratio_al_over_original"][key] = rat
@@ -223,7 +233,7 @@ def summarise(results: list[dict[str, Any]], budgets: list[int]) -> dict[str, An
     # headline figures at each budget index (16, 32, 64 or the whole pool)
     headline = {}
     for b in budgets:
-        al_vs_rand, al_vs_orig, le = [], [], {}
+        al_vs_rand, al_vs_orig, le, aa = [], [], {}, {}
         for dev, d in summary["per_device"].items():
             key = str(min(b, d["n_pool"]))
             rr = d["ratio_al_over_random"].get(key)
@@ -233,12 +243,17 @@ def summarise(results: list[dict[str, Any]], budgets: list[int]) -> dict[str, An
                 al_vs_rand += [rr[m] for m in MEASURES]
             if ro:
                 al_vs_orig += [ro[m] for m in MEASURES]
+            ra = d.get("ratio_aa_random_again_over_random", {}).get(key)
+            if ra:
+                aa[dev] = ra["mean_over_measures"]
         headline[str(b)] = {
             "al_le_random_per_device (mean MSE over measures)": le,
             "al_le_random_all_devices": all(le.values()) if le else None,
             "median_ratio_al_over_random (devices x measures)": float(np.median(al_vs_rand)) if al_vs_rand else None,
             "median_ratio_ours_over_original (devices x measures)": float(np.median(al_vs_orig)) if al_vs_orig else None,
         }
+        if aa:
+            headline[str(b)]["aa_random_again_over_random_per_device (mean MSE over measures)"] = aa
     summary["headline"] = headline
     # coverage over all al-bdt runs (final point)
     cov = {s: {m: [] for m in MEASURES} for s in ("1std", "2std")}
@@ -259,8 +274,11 @@ def summarise(results: list[dict[str, Any]], budgets: list[int]) -> dict[str, An
 def write_markdown(out: dict[str, Any], path: Path) -> Path:
     """A short Markdown table of the headline figures of a benchmark result."""
     s = out["summary"]
+    s_ours = out.get("protocol", {}).get("ours", {"regressor": "bdt", "params": {}})
     lines = [f"# Replay benchmark\n\nCommand: `{out['command']}`  ", f"Wall time: {out['wall_time_s']['replay_runs'] / 60:.1f} min "
              f"for the replay runs (n_jobs={out['wall_time_s']['n_jobs']}), {out['wall_time_s']['speed']:.0f} s for the speed section.\n",
+             "Ours: `%s` with %s, queries by %s.\n" % (
+                 s_ours.get("regressor"), json.dumps(s_ours.get("params") or {}), s_ours.get("strategy", "uncertainty")),
              "Median test MSE (x1e-3, normalised targets, mean over latency/energy/peak power; median over seeds) at the "
              "largest budget (64 or the whole pool):\n",
              f"| device | records / test / pool | budget | ours ({AL_ARM}) | {RANDOM_ARM} | original | ours/random | ours/original | "
@@ -281,6 +299,23 @@ def write_markdown(out: dict[str, Any], path: Path) -> Path:
         lines.append(f"- budget {b}: ours <= random on all devices: {h['al_le_random_all_devices']}; median ratio ours/random "
                      f"{h['median_ratio_al_over_random (devices x measures)']:.2f}; median ratio ours/original "
                      f"{h['median_ratio_ours_over_original (devices x measures)']:.2f} (devices x measures)")
+    devs = list(s["per_device"])
+    lines.append("\nOurs / random per device (median MSE over seeds, averaged over the three measures, then divided)"
+                 + (", and the A/A control (random with another query stream / random)" if any(
+                     "ratio_aa_random_again_over_random" in d for d in s["per_device"].values()) else "") + ":\n")
+    lines.append("| budget | " + " | ".join(devs) + " |")
+    lines.append("|---|" + "---|" * len(devs))
+    for b in s["budgets"]:
+        row, row_aa = [], []
+        for d in s["per_device"].values():
+            key = str(min(b, d["n_pool"]))
+            rr = d["ratio_al_over_random"].get(key)
+            ra = d.get("ratio_aa_random_again_over_random", {}).get(key)
+            row.append("-" if rr is None else f"{rr['mean_over_measures']:.2f}")
+            row_aa.append("-" if ra is None else f"{ra['mean_over_measures']:.2f}")
+        lines.append(f"| {b}: ours/random | " + " | ".join(row) + " |")
+        if any(v != "-" for v in row_aa):
+            lines.append(f"| {b}: A/A | " + " | ".join(row_aa) + " |")
     cov = s["coverage_al_bdt_all_devices_median"]
     lines.append("\nCoverage of ours (final point, median over devices and seeds): ±1σ "
                  + ", ".join(f"{k} {v:.2f}" for k, v in cov["1std"].items()) + "; ±2σ "
@@ -311,6 +346,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--regressor", default="bdt", help="surrogate of ours and of the random baseline (default bdt)")
     p.add_argument("--regressor-params", type=json.loads, default={}, metavar="JSON",
                    help='its constructor parameters as JSON, e.g. \'{"members": [["bdt", {}], ["gp", {}]]}\'')
+    p.add_argument("--strategy", choices=("uncertainty", "variance-reduction"), default="uncertainty",
+                   help="query rule of ours (variance-reduction: GP surrogates)")
+    p.add_argument("--aa", action="store_true",
+                   help="A/A control: the random arm again with another query stream (the seed noise of the ratios)")
     p.add_argument("--markdown-only", type=Path, default=None, metavar="JSON",
                    help="only rewrite the Markdown summary of an existing result JSON")
     p.add_argument("--speed-only", type=Path, default=None, metavar="JSON",
@@ -319,7 +358,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.speed_only is not None:
         out = json.loads(args.speed_only.read_text())
         ours = out.get("protocol", {}).get("ours", {"regressor": "bdt", "params": {}})
-        set_ours(ours["regressor"], ours["params"])
+        set_ours(ours["regressor"], ours["params"], ours.get("strategy", "uncertainty"))
         t1 = time.perf_counter()
         out["speed"] = speed(args.data)
         out["wall_time_s"]["speed"] = time.perf_counter() - t1
@@ -331,7 +370,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.markdown_only is not None:
         out = json.loads(args.markdown_only.read_text())
         ours = out.get("protocol", {}).get("ours", {"regressor": "bdt", "params": {}})
-        set_ours(ours["regressor"], ours["params"])
+        set_ours(ours["regressor"], ours["params"], ours.get("strategy", "uncertainty"))
         print(write_markdown(out, args.markdown_only.with_name(args.markdown_only.name.replace("_benchmark.json", "_summary.md"))))
         return 0
     from joblib import Parallel, delayed
@@ -339,7 +378,7 @@ def main(argv: list[str] | None = None) -> int:
     from protran_tune.datasets import load_recorded, recorded_files
     from protran_tune.reporting.learning import plot_learning_curves, plot_predicted_vs_real
 
-    set_ours(args.regressor, args.regressor_params)
+    set_ours(args.regressor, args.regressor_params, args.strategy)
     files = recorded_files(args.data)
     if not files:
         print(f"no recorded files under {args.data}", file=sys.stderr)
@@ -352,6 +391,8 @@ def main(argv: list[str] | None = None) -> int:
     for f in files:
         ds = load_recorded(f)
         arms = dict(ARMS)
+        if args.aa:
+            arms[AA_ARM] = {**ARMS[RANDOM_ARM], "query_seed_offset": AA_QUERY_SEED_OFFSET}
         if ds.device == "gpu_a100" and not args.quick:
             arms.update({k: v for k, v in FIG6_ARMS.items() if k not in arms})  # ours keeps its settings
         for arm, spec in arms.items():
@@ -360,6 +401,7 @@ def main(argv: list[str] | None = None) -> int:
                     "path": str(f), "device": ds.device, "arm": arm, "seed": s, "regressor": spec["regressor"],
                     "strategy": spec["strategy"], "candidates": spec["candidates"], "params": spec.get("params"),
                     "budget": len(ds) if spec["full"] else budget, "batch_size": args.batch_size,
+                    "query_seed": s + spec["query_seed_offset"] if "query_seed_offset" in spec else None,
                     "cost": COST.get(spec["regressor"], 5) * (4 if spec["full"] else 1) * len(ds) ** 0.5,
                 })
     tasks.sort(key=lambda t: -t["cost"])  # longest first: better packing on 2 workers
@@ -379,7 +421,8 @@ def main(argv: list[str] | None = None) -> int:
     if a100:
         by_arm: dict[str, list[dict[str, Any]]] = {}
         label = {"al-gp": "gp (uncertainty)", "al-boshnas": "boshnas (GOBI)", "random-dt": "dt (random)",
-                 AL_ARM: f"{AL_ARM[3:]} (ours, uncertainty)", RANDOM_ARM: f"{AL_ARM[3:]} (random)", "original": "protran-adaboost (original)"}
+                 AL_ARM: f"{AL_ARM[3:]} (ours, {args.strategy})", RANDOM_ARM: f"{AL_ARM[3:]} (random)", "original": "protran-adaboost (original)",
+                 AA_ARM: f"{AL_ARM[3:]} (random, another query stream)"}
         for r in a100:
             by_arm.setdefault(label[r["arm"]], []).append(r)
         # Fig. 6 up to the common budget
@@ -406,8 +449,8 @@ def main(argv: list[str] | None = None) -> int:
             "seed": "the file's first 16 records (recorded LHS seed) outside the test set, topped up at random",
             "batch_size": args.batch_size, "seeds": seeds, "budgets": args.budgets, "threshold": 0.003,
             "targets": "per-sequence latency, energy, peak power divided by their maximum over the file",
-            "arms": {**ARMS, **FIG6_ARMS},
-            "ours": {"regressor": args.regressor, "params": args.regressor_params},
+            "arms": {**ARMS, **FIG6_ARMS, **({AA_ARM: {**ARMS[RANDOM_ARM], "query_seed": f"seed + {AA_QUERY_SEED_OFFSET}"}} if args.aa else {})},
+            "ours": {"regressor": args.regressor, "params": args.regressor_params, "strategy": args.strategy},
         },
         "wall_time_s": {"replay_runs": wall_runs, "speed": wall_speed, "n_jobs": args.n_jobs},
         "summary": summary,

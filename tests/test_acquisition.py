@@ -123,3 +123,65 @@ def test_density_weight_demotes_isolated_outliers() -> None:
     assert select_queries(m, C, k=1, density_weight=1.0)[0] < 20
     with pytest.raises(ValueError, match="density_weight must be >= 0"):
         select_queries(m, C, density_weight=-1.0)
+
+
+# ----------------------------------------------------------------------------- variance reduction
+def _joint_reduction(gp, C: np.ndarray) -> np.ndarray:
+    """Reference: integrated variance reduction from the GP's joint posterior covariance over ``C``."""
+    import torch
+
+    Xt = torch.as_tensor(gp._unit(gp._standardise(C)), dtype=torch.float64)
+    m = gp.n_outputs_
+    with torch.no_grad():
+        cov = gp.model_(Xt.expand(m, *Xt.shape) if m > 1 else Xt).covariance_matrix.numpy().reshape(m, len(C), len(C))
+    noise = gp.model_.likelihood.noise.detach().numpy().reshape(m)
+    scale = gp.model_.outcome_transform.stdvs.numpy().reshape(m) ** 2
+    return np.stack([(cov[j] ** 2).sum(0) / (np.diag(cov[j]) + noise[j]) * scale[j] for j in range(m)], 1)
+
+
+@pytest.mark.parametrize("kernel", ["rbf", "linear+matern"])
+def test_gp_variance_reduction_matches_the_joint_posterior(small_pool, kernel: str) -> None:
+    X, Y, C = small_pool
+    gp = make_surrogate("gp", kernel=kernel, encoder="cost", random_state=0, maxiter=20).fit(X, Y)
+    vr = gp.variance_reduction(C, C)
+    assert vr.shape == (len(C), 3) and (vr > 0).all()
+    np.testing.assert_allclose(vr, _joint_reduction(gp, C), rtol=1e-5)
+    # pending rows are conditioned on exactly, as if observed
+    pending = C[:3]
+    np.testing.assert_allclose(gp.variance_reduction(C, C, pending), _joint_reduction(gp.condition_on(pending), C), rtol=1e-5)
+    assert (gp.variance_reduction(C[:3], C, pending) < vr[:3]).all()  # less left to learn there
+
+
+def test_variance_reduction_prefers_the_cluster_to_the_isolated_extreme() -> None:
+    # 40 candidates in a dense cluster and one far extreme: the extreme has the largest std, but
+    # measuring it teaches little about the rest of the pool
+    rng = np.random.default_rng(0)
+    X = np.linspace(0.0, 1.0, 8)[:, None]
+    Y = np.sin(3 * X) + 0.01 * rng.standard_normal(X.shape)
+    C = np.vstack([2.0 + 0.3 * rng.random((40, 1)), [[6.0]]])
+    gp = make_surrogate("gp", encoder="identity", random_state=0).fit(X, Y)
+    assert select_queries(gp, C, k=1, method="std").tolist() == [40]
+    pick = select_queries(gp, C, k=1, method="variance-reduction")
+    assert pick[0] < 40
+    score = gp.variance_reduction(C, C)[:, 0]
+    assert pick[0] == int(np.argmax(score))
+    batch = select_queries(gp, C, k=3, method="variance-reduction", exclude=[int(pick[0])])
+    assert len(set(batch.tolist())) == 3 and int(pick[0]) not in batch.tolist()
+
+
+def test_variance_reduction_needs_a_gp(small_pool) -> None:
+    from protran_tune.samplers.acquisition import named_acquisition
+
+    X, Y, C = small_pool
+    bdt = make_surrogate("bdt", n_members=2, n_estimators=3).fit(X, Y)
+    with pytest.raises(ValueError, match="variance_reduction"):
+        select_queries(bdt, C, method="variance-reduction")
+    with pytest.raises(ValueError, match="needs a GP surrogate"):
+        named_acquisition("variance-reduction", bdt)
+    with pytest.raises(ValueError, match="acquisition must be one of"):
+        named_acquisition("greedy")
+    gp = make_surrogate("gp", encoder="cost", random_state=0, maxiter=10).fit(X, Y)
+    with pytest.raises(ValueError, match="density_weight applies"):
+        select_queries(gp, C, method="variance-reduction", density_weight=1.0)
+    with pytest.raises(ValueError, match="n_reference"):
+        select_queries(gp, C, method="variance-reduction", n_reference=0)

@@ -130,6 +130,25 @@ def test_fit_logs_a_loadable_pyfunc_model_with_test_metrics(tmp_path: Path):
     assert np.all(np.abs(np.log(pred["latency"].to_numpy() / truth)) < np.log(3))  # trained on them: same scale
 
 
+def test_fit_takes_surrogate_parameters(tmp_path: Path):
+    write_records(tmp_path / "m.jsonl", n=14, fail=0)
+    args = ["--surrogate-param", "kernel=linear+matern", "--surrogate-param", "encoder=cost", "--surrogate-param", "maxiter=20"]
+    res = run_cli("fit", "--measurements", "m.jsonl", "--surrogate", "gp", *args, "--json", "--out", "models", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    [report] = json.loads(res.stdout.splitlines()[-1])
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")
+    assert json.loads(mlflow.get_run(report["run_id"]).data.params["surrogate_params"]) == {
+        "kernel": "linear+matern", "encoder": "cost", "maxiter": 20}
+    import pickle
+
+    with (tmp_path / "models" / "surrogate-gp.pkl").open("rb") as fh:
+        saved = pickle.load(fh)
+    assert saved.surrogate.get_params()["kernel"] == "linear+matern" and saved.surrogate.get_params()["maxiter"] == 20
+    bad = run_cli("fit", "--measurements", "m.jsonl", "--surrogate", "bdt", "--surrogate-param", "kernel=rbf",
+                  "--no-mlflow", cwd=tmp_path)
+    assert bad.returncode == 2 and "kernel" in bad.stderr
+
+
 def test_dashboard_serves_the_study_on_loopback(tmp_path: Path):
     write_records(tmp_path / "m.jsonl", n=4, fail=0)
     assert run_cli("import", "m.jsonl", "--no-mlflow", cwd=tmp_path).returncode == 0

@@ -120,5 +120,25 @@ def test_surrogate_parameters_reach_the_sampler_and_are_recorded(tmp_path: Path)
     mlflow.set_tracking_uri(cfg.mlflow_uri)
     parent = mlflow.search_runs(experiment_names=["protran-tune"], filter_string="tags.`protran.study` = 'p1' and tags.`protran.role` = 'study'")
     assert parent["params.surrogate_params"].item() == '{"encoder": "cost", "kernel": "linear+matern", "maxiter": 20}'
+    assert study.user_attrs["acquisition"] == "uncertainty" and parent["params.acquisition"].item() == "uncertainty"
     with pytest.raises(ValueError, match=r"unknown parameter\(s\) \['depth'\] for surrogate 'gp'"):
         profile(config(tmp_path, study_name="p2", surrogate="gp", surrogate_params={"depth": 3}))
+
+
+def test_variance_reduction_acquisition_drives_the_gp_study(tmp_path: Path):
+    cfg = config(tmp_path, surrogate="gp", surrogate_params={"encoder": "cost", "maxiter": 20},
+                 acquisition="variance-reduction", report_dir=None, threshold=1e-12)
+    result = profile(cfg)
+    assert result.n_measured == 8
+    study = optuna.load_study(study_name="p1", storage=cfg.storage)
+    assert study.user_attrs["acquisition"] == "variance-reduction"
+    assert [t.user_attrs["phase"] for t in study.trials].count("active") == 3
+    mlflow.set_tracking_uri(cfg.mlflow_uri)
+    parent = mlflow.search_runs(experiment_names=["protran-tune"], filter_string="tags.`protran.study` = 'p1' and tags.`protran.role` = 'study'")
+    assert parent["params.acquisition"].item() == "variance-reduction"
+    with pytest.raises(ValueError, match="acquisition must be one of"):
+        ProfileConfig(acquisition="greedy")
+    # a surrogate without posterior covariances is refused before anything is measured
+    with pytest.raises(ValueError, match="needs a GP surrogate"):
+        profile(config(tmp_path, study_name="p2", acquisition="variance-reduction"))
+    assert "p2" not in optuna.get_all_study_names(cfg.storage)

@@ -193,6 +193,25 @@ def test_uncertainty_queries_follow_the_acquisition(synthetic_file: Path) -> Non
     assert r["queried_keys"] == [ds.keys[expected]]
 
 
+def test_variance_reduction_queries_follow_the_gp(synthetic_file: Path) -> None:
+    from protran_tune.samplers.acquisition import select_queries
+    from protran_tune.surrogates import make_surrogate
+
+    ds = load_recorded(synthetic_file)
+    params = {"kernel": "linear+matern", "encoder": "cost", "maxiter": 20}
+    r = run_replay(ds, ReplayConfig(regressor="gp", strategy="variance-reduction", seed_samples=10, budget=12,
+                                    batch_size=2, seed=0, regressor_params=params))
+    idx = {k: i for i, k in enumerate(ds.keys)}
+    seed = sorted(idx[k] for k in r["seed_keys"])
+    pool = sorted(set(range(len(ds))) - {idx[k] for k in r["test_keys"]} - set(seed))
+    m = make_surrogate("gp", random_state=0, **params).fit(ds.embeddings[seed].astype(float), ds.Y[seed])
+    picks = select_queries(m, ds.embeddings[pool].astype(float), k=2, method="variance-reduction")
+    assert r["queried_keys"] == [ds.keys[pool[i]] for i in picks]
+    assert r["config"]["strategy"] == "variance-reduction"
+    with pytest.raises(ValueError, match="needs a GP surrogate"):
+        run_replay(ds, ReplayConfig(regressor="bdt", strategy="variance-reduction", seed_samples=10, budget=12))
+
+
 def test_same_records_give_the_same_model_whatever_the_query_order(synthetic_file: Path) -> None:
     ds = load_recorded(synthetic_file)
     params = {"n_members": 3, "n_estimators": 8}
@@ -203,6 +222,20 @@ def test_same_records_give_the_same_model_whatever_the_query_order(synthetic_fil
     assert sorted(runs[0]["queried_keys"]) == sorted(runs[1]["queried_keys"])
     assert runs[0]["curve"][-1]["test_mse"] == runs[1]["curve"][-1]["test_mse"]
     assert runs[0]["curve"][1]["test_mse"] != runs[1]["curve"][1]["test_mse"]
+
+
+def test_query_seed_changes_only_the_random_queries(synthetic_file: Path) -> None:
+    ds = load_recorded(synthetic_file)
+    base = dict(regressor="bdt", strategy="random", seed_samples=8, budget=16, batch_size=4, seed=1,
+                regressor_params={"n_members": 3, "n_estimators": 8})
+    a, again = (run_replay(ds, ReplayConfig(**base)) for _ in range(2))
+    b = run_replay(ds, ReplayConfig(**base, query_seed=7))
+    assert a["queried_keys"] == again["queried_keys"]
+    assert a["test_keys"] == b["test_keys"] and a["seed_keys"] == b["seed_keys"]
+    assert a["queried_keys"] != b["queried_keys"]
+    assert a["curve"][0]["test_mse"] == b["curve"][0]["test_mse"]  # same seed set, same first model
+    with pytest.raises(ValueError, match="query_seed"):
+        ReplayConfig(query_seed="7").validate()
 
 
 def test_config_validation() -> None:

@@ -36,6 +36,7 @@ from protran_tune.samplers import (
 from protran_tune.samplers._base import INFO_ATTR, PARAMS_ATTR
 from protran_tune.space import architecture_to_params, get_space, params_to_architecture, suggest_architecture
 from protran_tune.space.search_space import optuna_distributions
+from protran_tune.surrogates import make_surrogate
 from test_samplers_support import SMALL_SPACE_YAML, ForestSurrogate, hardware_objective, hardware_values
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -367,5 +368,31 @@ def test_a_custom_acquisition_replaces_select_queries() -> None:
     n_features = FeatureEncoder(SPACE).n_features_
     assert len(calls) == 2 and all(n <= 16 and d == n_features for n, d in calls)  # dense features
     assert [t.system_attrs[INFO_ATTR]["phase"] for t in study.trials] == ["seed"] * 2 + ["active"] * 2
-    with pytest.raises(ValueError, match="acquisition must be callable"):
+    assert study.trials[-1].system_attrs[INFO_ATTR]["acquisition"] == "first_candidate"
+    with pytest.raises(ValueError, match="acquisition must be one of"):
         ActiveLearningSampler(ForestSurrogate(), SPACE, acquisition="max")
+    with pytest.raises(ValueError, match="acquisition must be a query rule name or callable"):
+        ActiveLearningSampler(ForestSurrogate(), SPACE, acquisition=3)
+    with pytest.raises(ValueError, match="needs a GP surrogate"):
+        ActiveLearningSampler(ForestSurrogate(), SPACE, acquisition="variance-reduction")
+
+
+def test_variance_reduction_acquisition_by_name(small_space) -> None:
+    pytest.importorskip("botorch")
+    from protran_tune.samplers.acquisition import select_queries
+
+    sp = get_space(small_space)
+    pool = list(sp.iter_samples(30, seed=4))
+    params = {"encoder": "cost", "maxiter": 10, "random_state": 0, "space": small_space}
+    sampler = ActiveLearningSampler(make_surrogate("gp", **params), small_space, n_startup_trials=3,
+                                    candidates=pool, seed=0, acquisition="variance-reduction")
+    study = _study(sampler)
+    study.optimize(hardware_objective(small_space), n_trials=4)
+    assert study.trials[-1].system_attrs[INFO_ATTR]["phase"] == "active"
+    assert study.trials[-1].system_attrs[INFO_ATTR]["acquisition"] == "variance-reduction"
+    # the fourth proposal is the variance-reduction pick of a GP fitted on the first three trials
+    seen = [sp.embed(params_to_architecture(t.params, sp)) for t in study.trials[:3]]
+    gp = make_surrogate("gp", **params).fit(np.stack(seen).astype(float), np.array([t.values for t in study.trials[:3]]))
+    left = [a for a in pool if not any(np.array_equal(sp.embed(a), e) for e in seen)]
+    pick = select_queries(gp, np.stack([sp.embed(a) for a in left]).astype(float), k=1, method="variance-reduction")[0]
+    assert np.array_equal(sp.embed(params_to_architecture(study.trials[3].params, sp)), sp.embed(left[pick]))

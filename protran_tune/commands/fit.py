@@ -6,7 +6,7 @@ import argparse
 import json
 from typing import Any
 
-from protran_tune.commands._common import add_storage_options, positive_int
+from protran_tune.commands._common import add_storage_options, parse_options, positive_int
 
 
 def register(subparsers: Any) -> None:
@@ -21,6 +21,8 @@ def register(subparsers: Any) -> None:
     src.add_argument("--measurements", nargs="+", metavar="FILE", help="measurement JSONL files ('measure' output)")
     p.add_argument("--surrogate", action="append", default=None,
                    help="surrogate name (gp, dt, bdt, boshnas); repeat for several (default bdt)")
+    p.add_argument("--surrogate-param", action="append", metavar="KEY=VALUE",
+                   help="surrogate constructor parameter (repeatable), e.g. kernel=linear+matern encoder=cost with gp")
     p.add_argument("--space", default="flexibert2")
     p.add_argument("--seq-len", type=positive_int, default=None,
                    help="sequence length of the FLOP features (default: the data's)")
@@ -65,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
         tracker = MlflowTracker(args.mlflow_uri, args.experiment)
     reports = fit_surrogates(data, args.surrogate or ["bdt"], space=args.space, seq_len=seq_len or 128,
                              test_fraction=args.test_fraction, seed=args.seed, tracker=tracker, source=source,
-                             save_dir=args.out)
+                             save_dir=args.out, params=parse_options(args.surrogate_param, "--surrogate-param"))
     if args.json:
         print(json.dumps([r.to_dict() for r in reports]))
     else:

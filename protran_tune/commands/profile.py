@@ -27,6 +27,8 @@ example:
 
 
 def register(subparsers: Any) -> None:
+    from protran_tune.samplers.acquisition import ACQUISITIONS
+
     p = subparsers.add_parser(
         "profile", help="measure architectures on a platform and learn its surrogate (active learning)",
         description="Measure real architectures on a platform (Latin-hypercube seed, then active learning), fit "
@@ -57,6 +59,8 @@ def register(subparsers: Any) -> None:
     a.add_argument("--surrogate", default="bdt", help="surrogate: gp, dt, bdt, boshnas (default bdt)")
     a.add_argument("--surrogate-param", action="append", metavar="KEY=VALUE",
                    help="surrogate constructor parameter (repeatable), e.g. kernel=linear+matern encoder=cost with gp")
+    a.add_argument("--acquisition", choices=ACQUISITIONS, default="uncertainty",
+                   help="query rule: largest normalised std (default) or integrated variance reduction (gp)")
     a.add_argument("--seed", type=int, default=0)
     a.add_argument("--timeout", type=float, default=None, help="stop after this many seconds")
     a.add_argument("--tune", action="store_true",
@@ -83,7 +87,7 @@ def config_from_args(args: argparse.Namespace) -> Any:
         max_repeats=args.max_repeats, min_repeats=args.min_repeats, latency_budget_s=args.latency_budget,
         target_ci_rel=args.target_ci, seed_samples=args.seed_samples,
         budget=args.budget, test_samples=args.test_samples, threshold=args.threshold, surrogate=args.surrogate,
-        surrogate_params=parse_options(args.surrogate_param, "--surrogate-param"),
+        surrogate_params=parse_options(args.surrogate_param, "--surrogate-param"), acquisition=args.acquisition,
         seed=args.seed, storage=args.storage, mlflow_uri=None if args.no_mlflow else args.mlflow_uri,
         experiment=args.experiment, artifacts=not args.no_artifacts, use_ray=not args.no_ray,
         ray_address=args.ray_address, n_workers=args.workers, timeout_s=args.timeout,

@@ -13,6 +13,8 @@ REGRESSORS = ("gp", "dt", "bdt", "boshnas", "protran-adaboost", "ensemble")
 
 
 def register(subparsers: Any) -> None:
+    from protran_tune.workflows.replay import STRATEGIES
+
     p = subparsers.add_parser(
         "replay",
         help="pool-based active learning on a recorded measurement file (honest held-out split)",
@@ -21,7 +23,8 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("--dataset", required=True, help="recorded file, e.g. results_gpu_a100_b128_r3.json")
     p.add_argument("--regressor", choices=REGRESSORS, default="bdt")
-    p.add_argument("--strategy", choices=("uncertainty", "random"), default="uncertainty")
+    p.add_argument("--strategy", choices=STRATEGIES, default="uncertainty",
+                   help="query rule: largest normalised std, integrated variance reduction (gp), or random")
     p.add_argument("--seed-samples", type=int, default=16, help="initial samples (default 16)")
     p.add_argument("--seed-mode", choices=("recorded", "lhs"), default="recorded",
                    help="recorded: the file's first records (its LHS seed); lhs: a fresh Latin hypercube")

@@ -20,17 +20,27 @@ surrogate's standardised input space), so that isolated outliers, whose uncertai
 measurement teaches little about the rest of the pool, rank lower. ``0`` (default) is pure uncertainty.
 
 Surrogates with a ``gobi_select`` method (BOSHNAS) choose by GOBI when ``method="auto"`` or ``"gobi"``.
+
+``method="variance-reduction"`` (GP surrogates, those with ``variance_reduction``) scores a candidate
+by how much observing it would shrink the posterior variance summed over a reference set (up to
+``n_reference`` of the candidates themselves, a proxy of where predictions will be asked): Cohn's
+"active learning Cohn" (ALC), normalised by ``normaliser**2`` per output and summed (or maxed). Unlike
+the largest std, which favours isolated extremes of the input space, it favours candidates that
+inform many others. Batches condition exactly on the earlier picks (a GP's posterior covariance does
+not depend on the observed values).
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
 
 REDUCTIONS = ("sum", "max")
+ACQUISITIONS = ("uncertainty", "variance-reduction")  # named query rules (method "auto" / "variance-reduction")
 DIVERSITY = ("auto", "penalty", "kriging-believer", "none")
-METHODS = ("auto", "std", "gobi")
+METHODS = ("auto", "std", "gobi", "variance-reduction")
 
 
 def normalised_uncertainty(
@@ -85,6 +95,8 @@ def select_queries(
     exclude: Any = None,
     penalty_radius: float = 0.5,
     density_weight: float = 0.0,
+    n_reference: int = 512,
+    seed: int = 0,
 ) -> np.ndarray:
     """Indices ``(k,)`` of ``k`` distinct candidates to measure next, best first.
 
@@ -95,10 +107,13 @@ def select_queries(
         normaliser: per-output scale ``(n_outputs,)``; default the surrogate's ``y_max_``.
         reduce: ``sum`` or ``max`` of the normalised stds over outputs.
         diversity: batch rule (see module docstring).
-        method: ``auto`` (GOBI where the surrogate has it), ``std`` (score candidates only), ``gobi``.
+        method: ``auto`` (GOBI where the surrogate has it), ``std`` (score candidates only), ``gobi``,
+            ``variance-reduction`` (integrated variance reduction, GP surrogates).
         exclude: indices never to return (already measured).
         penalty_radius: radius of the distance penalty, relative to the median candidate distance.
         density_weight: exponent of the representativeness factor (0: pure uncertainty).
+        n_reference: size of the reference set of ``variance-reduction`` (random candidates, seeded by ``seed``).
+        seed: seed of that reference subset.
     """
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
         raise ValueError(f"k must be a positive integer, got {k!r}")
@@ -116,6 +131,17 @@ def select_queries(
         raise ValueError(f"k={k} queries requested but only {int(allowed.sum())} candidates are available")
     if method == "gobi" and not hasattr(surrogate, "gobi_select"):
         raise ValueError(f"method='gobi' needs a surrogate with gobi_select (boshnas), got {type(surrogate).__name__}")
+    if method == "variance-reduction":
+        if not hasattr(surrogate, "variance_reduction"):
+            raise ValueError(
+                f"method='variance-reduction' needs a surrogate with variance_reduction (gp), got {type(surrogate).__name__}"
+            )
+        if density_weight:
+            raise ValueError("density_weight applies to method='std'; 'variance-reduction' already weighs the pool")
+        if reduce not in REDUCTIONS:
+            raise ValueError(f"reduce must be one of {REDUCTIONS}, got {reduce!r}")
+        norm = _normaliser(surrogate, normaliser, surrogate.n_outputs_)
+        return _select_by_variance_reduction(surrogate, X, int(k), allowed, norm, reduce, n_reference, seed)
     if method in ("auto", "gobi") and hasattr(surrogate, "gobi_select"):
         k_out = getattr(surrogate, "n_outputs_", 1)
         norm = _normaliser(surrogate, normaliser, k_out)
@@ -163,4 +189,42 @@ def select_queries(
     return np.asarray(chosen, dtype=np.int64)
 
 
-__all__ = ["select_queries", "normalised_uncertainty", "representativeness", "REDUCTIONS", "DIVERSITY", "METHODS"]
+def named_acquisition(name: str, surrogate: Any = None, seed: int = 0) -> Any:
+    """``select_queries`` configured for the query rule ``name`` of :data:`ACQUISITIONS`.
+
+    ``surrogate``, when given, is checked to support the rule (``variance-reduction`` needs a GP).
+    """
+    if name not in ACQUISITIONS:
+        raise ValueError(f"acquisition must be one of {ACQUISITIONS}, got {name!r}")
+    if name == "uncertainty":
+        return select_queries
+    if surrogate is not None and not hasattr(surrogate, "variance_reduction"):
+        raise ValueError(
+            f"acquisition 'variance-reduction' needs a GP surrogate (posterior covariances), got {type(surrogate).__name__}"
+        )
+    return functools.partial(select_queries, method="variance-reduction", seed=seed)
+
+
+def _select_by_variance_reduction(
+    surrogate: Any, X: np.ndarray, k: int, allowed: np.ndarray, norm: np.ndarray, reduce: str, n_reference: int, seed: int
+) -> np.ndarray:
+    """Greedy batch of ``k`` allowed rows of ``X`` by integrated variance reduction (see module docstring)."""
+    if isinstance(n_reference, bool) or not isinstance(n_reference, (int, np.integer)) or n_reference < 1:
+        raise ValueError(f"n_reference must be a positive integer, got {n_reference!r}")
+    live = np.flatnonzero(allowed)
+    ref = live if len(live) <= n_reference else np.sort(np.random.default_rng(seed).choice(live, n_reference, replace=False))
+    chosen: list[int] = []
+    for _ in range(k):
+        cand = np.setdiff1d(live, chosen)
+        vr = surrogate.variance_reduction(X[cand], X[ref], X[chosen] if chosen else None) / norm**2
+        score = vr.sum(1) if reduce == "sum" else vr.max(1)
+        if not np.isfinite(score).all():
+            raise ValueError(f"{type(surrogate).__name__} returned non-finite variance reductions")
+        chosen.append(int(cand[int(np.argmax(score))]))
+    return np.asarray(chosen, dtype=np.int64)
+
+
+__all__ = [
+    "select_queries", "named_acquisition", "normalised_uncertainty", "representativeness",
+    "ACQUISITIONS", "REDUCTIONS", "DIVERSITY", "METHODS",
+]

@@ -43,7 +43,7 @@ class ActiveLearningSampler(ArchitectureSampler):
     3. drops architectures already in the study in any state but FAIL (RUNNING ones included, through
        their stored choice; if two workers race to the same pick, the higher trial number re-picks);
     4. picks :func:`protran_tune.samplers.acquisition.select_queries` ``(surrogate, X, k=1,
-       normaliser=normaliser)`` and proposes that whole architecture.
+       normaliser=normaliser)`` (or the ``acquisition`` rule) and proposes that whole architecture.
 
     If parallel workers or failures use up the seed points before ``n_startup_trials`` trials
     complete, active learning starts on what has completed (at least 2 trials); with fewer, the seed
@@ -62,8 +62,11 @@ class ActiveLearningSampler(ArchitectureSampler):
         objective_names: the study metrics used as targets; matched by ``study.metric_names`` when set,
             else the study must have exactly these objectives in this order.
         normaliser: passed to ``select_queries`` (``None``: its default, the targets' maxima).
-        acquisition: a replacement for ``select_queries`` with the same signature
-            ``(surrogate, X, k=1, normaliser=...) -> indices`` (``None``: ``select_queries``).
+        acquisition: a query rule of :data:`~protran_tune.samplers.acquisition.ACQUISITIONS`
+            (``"uncertainty"``: largest normalised std; ``"variance-reduction"``: largest integrated
+            variance reduction over the candidate pool, GP surrogates) or a replacement for
+            ``select_queries`` with the same signature ``(surrogate, X, k=1, normaliser=...) -> indices``
+            (``None``: ``"uncertainty"``).
         seed: seed of the candidate pools and the surrogate.
         independent_sampler: sampler for non-architecture parameters (``None``: those are an error).
 
@@ -101,7 +104,7 @@ class ActiveLearningSampler(ArchitectureSampler):
         candidates: Sequence[Architecture] | None = None,
         objective_names: Sequence[str] = DEFAULT_OBJECTIVES,
         normaliser: Any = None,
-        acquisition: Callable[..., Any] | None = None,
+        acquisition: str | Callable[..., Any] | None = None,
         seed: int | None = None,
         independent_sampler: BaseSampler | None = None,
     ) -> None:
@@ -157,8 +160,15 @@ class ActiveLearningSampler(ArchitectureSampler):
             self._candidate_embeddings = np.stack([self._space.embed(a) for a in self._candidates])
         self._objective_names = names
         self._normaliser = normaliser
-        if acquisition is not None and not callable(acquisition):
-            raise ValueError(f"acquisition must be callable (surrogate, X, k, normaliser) -> indices, got {acquisition!r}")
+        self._acquisition_name = "uncertainty" if acquisition is None else getattr(acquisition, "__name__", str(acquisition))
+        if isinstance(acquisition, str):
+            from protran_tune.samplers.acquisition import named_acquisition
+
+            acquisition = named_acquisition(acquisition, surrogate, self._seed)
+        elif acquisition is not None and not callable(acquisition):
+            raise ValueError(
+                f"acquisition must be a query rule name or callable (surrogate, X, k, normaliser) -> indices, got {acquisition!r}"
+            )
         self._acquisition = acquisition
         self._mapping = ArchitectureMapping(self._space)
         self._encoder = FeatureEncoder(self._space)
@@ -280,6 +290,7 @@ class ActiveLearningSampler(ArchitectureSampler):
             "n_train": n_train,
             "n_skipped_nonfinite": skipped,
             "n_candidates": int(len(E)),
+            "acquisition": self._acquisition_name,
             "predicted_mean": dict(zip(self._objective_names, np.asarray(mean, dtype=float).ravel().tolist())),
             "predicted_std": dict(zip(self._objective_names, np.asarray(std, dtype=float).ravel().tolist())),
         }

@@ -270,28 +270,35 @@ class FitReport:
 
 def fit_surrogates(data: Dataset, names: Sequence[str], *, space: str = "flexibert2", seq_len: int = 128,
                    test_fraction: float = 0.2, seed: int = 0, tracker: Any | None = None,
-                   source: str = "", save_dir: str | Path | None = None) -> list[FitReport]:
+                   source: str = "", save_dir: str | Path | None = None,
+                   params: dict[str, Any] | None = None) -> list[FitReport]:
     """Fit each surrogate on a seeded random split, score it, log it to MLflow as a pyfunc model.
 
-    The final model is refitted on all data (its logged metrics are the held-out ones of the split fit).
+    ``params``: constructor parameters given to every surrogate in ``names`` (e.g. ``kernel`` for
+    ``gp``); an unknown one is a ``ValueError`` before anything is fitted. The final model is refitted
+    on all data (its logged metrics are the held-out ones of the split fit).
     """
     import pickle
 
     if len(data) < 6:
         raise ValueError(f"need at least 6 measured architectures to fit and test, got {len(data)}")
+    params = dict(params or {})
+    for name in names:
+        make_regressor(name, seed, space, **params)  # unknown parameters fail before any fit
     train, test = split(data, test_fraction, seed)
     scale = np.maximum(data.Y.max(0), 1e-30)
     reports = []
     for name in names:
-        evaluation = fit_and_evaluate(make_regressor(name, seed, space), space, train, test, scale=scale)
-        final = make_regressor(name, seed, space).fit(embed(space, data.archs), data.Y / scale)
+        evaluation = fit_and_evaluate(make_regressor(name, seed, space, **params), space, train, test, scale=scale)
+        final = make_regressor(name, seed, space, **params).fit(embed(space, data.archs), data.Y / scale)
         model = SurrogateModel(final, space, seq_len, scale)
         run_id = None
         if tracker is not None:
             platforms = sorted(set(data.platforms)) or ["?"]
             run_id = log_surrogate_model(
                 tracker.tracking_uri, tracker.experiment_id, name=name, model=model, evaluation=evaluation,
-                params={"surrogate": name, "space": space, "seq_len": seq_len, "test_fraction": test_fraction,
+                params={"surrogate": name, "surrogate_params": json.dumps(params, sort_keys=True), "space": space,
+                        "seq_len": seq_len, "test_fraction": test_fraction,
                         "seed": seed, "n_samples": len(data), "source": source},
                 tags={"protran.platform": ",".join(platforms), "protran.source": source},
             )

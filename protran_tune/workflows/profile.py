@@ -66,6 +66,7 @@ class ProfileConfig:
     threshold: float = 0.003
     surrogate: str = "bdt"
     surrogate_params: dict[str, Any] = field(default_factory=dict)
+    acquisition: str = "uncertainty"
     seed: int = 0
     storage: str = DEFAULT_STORAGE
     mlflow_uri: str | None = DEFAULT_MLFLOW_URI
@@ -87,6 +88,10 @@ class ProfileConfig:
             raise ValueError(f"budget={self.budget} must be >= seed_samples={self.seed_samples}")
         if not 0 < self.threshold < 1:
             raise ValueError(f"threshold must lie in (0, 1), got {self.threshold!r}")
+        from protran_tune.samplers.acquisition import ACQUISITIONS
+
+        if self.acquisition not in ACQUISITIONS:
+            raise ValueError(f"acquisition must be one of {ACQUISITIONS}, got {self.acquisition!r}")
         if not self.study_name or HOLDOUT_SUFFIX in self.study_name:
             raise ValueError(f"study_name must be non-empty and not contain {HOLDOUT_SUFFIX!r}, got {self.study_name!r}")
 
@@ -127,7 +132,8 @@ def build_sampler(cfg: ProfileConfig) -> Any:
 
     seed_sampler = LatinHypercubeSampler(cfg.space, n_points=cfg.seed_samples, seed=cfg.seed)
     return ActiveLearningSampler(cfg.make_surrogate(), cfg.space, n_startup_trials=cfg.seed_samples,
-                                 seed_sampler=seed_sampler, objective_names=METRIC_NAMES, seed=cfg.seed)
+                                 seed_sampler=seed_sampler, objective_names=METRIC_NAMES, seed=cfg.seed,
+                                 acquisition=cfg.acquisition)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -198,7 +204,8 @@ class Profiler:
         self.workload = cfg.workload()
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         attrs = {"platform": cfg.platform, "space": cfg.space, "workload": self.workload.to_dict(),
-                 "surrogate": cfg.surrogate, "surrogate_params": cfg.surrogate_params, "threshold": cfg.threshold}
+                 "surrogate": cfg.surrogate, "surrogate_params": cfg.surrogate_params, "acquisition": cfg.acquisition,
+                 "threshold": cfg.threshold}
         self.study = create_study(storage, cfg.study_name, sampler=build_sampler(cfg), user_attrs=attrs)
         self.holdout = create_study(storage, cfg.study_name + HOLDOUT_SUFFIX,
                                     sampler=optuna.samplers.RandomSampler(seed=cfg.seed),
@@ -209,7 +216,7 @@ class Profiler:
         self.holdout_run: str | None = None
         if tracker is not None:
             params = {"platform": cfg.platform, "space": cfg.space, "surrogate": cfg.surrogate,
-                      "surrogate_params": json.dumps(cfg.surrogate_params, sort_keys=True),
+                      "surrogate_params": json.dumps(cfg.surrogate_params, sort_keys=True), "acquisition": cfg.acquisition,
                       "seed_samples": cfg.seed_samples, "budget": cfg.budget, "test_samples": cfg.test_samples,
                       "threshold": cfg.threshold, "seed": cfg.seed, **{k: v for k, v in self.workload.to_dict().items()}}
             tags = {"protran.platform": cfg.platform}

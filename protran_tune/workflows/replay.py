@@ -12,7 +12,9 @@ Protocol (honest split):
    same records give the same model whatever the query order), score it on the test set, and
    query ``batch_size`` more records from the rest of the pool — by ``strategy="uncertainty"``
    (:func:`~protran_tune.samplers.acquisition.select_queries`, optionally among ``candidates`` random
-   pool records, as the original ProTran loop did with 64) or ``strategy="random"``; each query is
+   pool records, as the original ProTran loop did with 64), by ``strategy="variance-reduction"``
+   (GP surrogates: the candidate whose observation most shrinks the posterior variance summed over the
+   candidates, ``method="variance-reduction"`` of ``select_queries``) or ``strategy="random"``; each query is
    answered by the :class:`~protran_tune.platforms.replay.ReplayPlatform`.
 
 Targets are normalised by their maximum over the whole file. At every step the curve records test
@@ -33,8 +35,9 @@ import numpy as np
 
 from protran_tune.datasets import TARGETS, RecordedDataset
 from protran_tune.platforms.replay import ReplayPlatform
+from protran_tune.samplers.acquisition import ACQUISITIONS
 
-STRATEGIES = ("uncertainty", "random")
+STRATEGIES = (*ACQUISITIONS, "random")
 SEED_MODES = ("recorded", "lhs")
 
 
@@ -54,6 +57,7 @@ class ReplayConfig:
     threshold: float = 0.003
     regressor_params: dict[str, Any] = field(default_factory=dict)
     density_weight: float = 0.0
+    query_seed: int | None = None  # seed of random picks and candidate subsets; None: from ``seed``
 
     def validate(self) -> None:
         if self.strategy not in STRATEGIES:
@@ -72,6 +76,8 @@ class ReplayConfig:
             raise ValueError(f"test_fraction must lie in (0, 1), got {self.test_fraction!r}")
         if self.candidates is not None and self.candidates < 1:
             raise ValueError(f"candidates must be a positive integer or None (whole pool), got {self.candidates!r}")
+        if self.query_seed is not None and (isinstance(self.query_seed, bool) or not isinstance(self.query_seed, int)):
+            raise ValueError(f"query_seed must be an integer or None, got {self.query_seed!r}")
         if self.density_weight < 0:
             raise ValueError(f"density_weight must be >= 0, got {self.density_weight!r}")
         if not self.threshold > 0:
@@ -133,15 +139,16 @@ def run_replay(
     dataset: RecordedDataset, config: ReplayConfig, progress: Callable[[str], None] | None = None
 ) -> dict[str, Any]:
     """Run one active-learning replay; returns the JSON-ready result (see module docstring)."""
-    from protran_tune.samplers.acquisition import select_queries
+    from protran_tune.samplers.acquisition import named_acquisition
     from protran_tune.surrogates import make_surrogate
 
     config.validate()
     surrogate = make_surrogate(config.regressor, random_state=config.seed, **config.regressor_params)
-    if config.strategy == "uncertainty" and not surrogate.supports_std:
+    if config.strategy != "random" and not surrogate.supports_std:
         raise ValueError(
             f"regressor {config.regressor!r} has no uncertainty model: use --strategy random with it"
         )
+    select_queries = named_acquisition(config.strategy, surrogate, config.seed) if config.strategy != "random" else None
     t_start = time.perf_counter()
     ds = dataset
     platform = ReplayPlatform(ds)
@@ -175,6 +182,8 @@ def run_replay(
 
     for i in seed_idx:
         reveal(i)
+    # the same split and seed set with another stream of random queries (e.g. an A/A comparison)
+    query_rng = rng if config.query_seed is None else np.random.default_rng([config.query_seed, 3])
     y_test = ds.Y[test]
     curve: list[dict[str, Any]] = []
     fit_s: list[float] = []
@@ -201,11 +210,11 @@ def run_replay(
         k = min(config.batch_size, budget - len(revealed), len(remaining))
         t0 = time.perf_counter()
         if config.strategy == "random":
-            picks = rng.choice(remaining, k, replace=False)
+            picks = query_rng.choice(remaining, k, replace=False)
         else:
             cand = remaining
             if config.candidates is not None and config.candidates < len(remaining):
-                cand = np.sort(rng.choice(remaining, config.candidates, replace=False))
+                cand = np.sort(query_rng.choice(remaining, config.candidates, replace=False))
             picks = cand[select_queries(surrogate, E[cand], k=k, density_weight=config.density_weight)]
         query_s.append(time.perf_counter() - t0)
         for i in picks:
