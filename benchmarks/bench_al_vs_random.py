@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
 import sys
 import time
 from pathlib import Path
@@ -25,7 +24,9 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_replay import AA_QUERY_SEED_OFFSET, DEFAULT_DATA, MEASURES, RESULTS, point_at, run_task  # noqa: E402
+from bench_replay import (  # noqa: E402
+    AA_QUERY_SEED_OFFSET, DEFAULT_DATA, MEASURES, RESULTS, point_at, recorded_files_or_report, reproduce_command, run_task,
+)
 
 ARMS = ("ours", "random", "random-again")
 
@@ -105,11 +106,10 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     from joblib import Parallel, delayed
 
-    from protran_tune.datasets import load_recorded, recorded_files
+    from protran_tune.datasets import load_recorded
 
-    files = recorded_files(args.data)
+    files = recorded_files_or_report(args.data)
     if not files:
-        print(f"no recorded files under {args.data}", file=sys.stderr)
         return 2
     budget = max(args.budgets)
     tasks = []
@@ -127,8 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     results = Parallel(n_jobs=args.n_jobs, verbose=5)(delayed(run_task)(t) for t in tasks)
     summary = paired(results, args.budgets)
-    command = "python benchmarks/bench_al_vs_random.py " + " ".join(
-        shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+    command = reproduce_command("bench_al_vs_random.py", argv)
     prefix = Path(args.out_prefix)
     prefix.parent.mkdir(parents=True, exist_ok=True)
     fig = plot(summary, args.budgets, Path(f"{prefix}.png"),

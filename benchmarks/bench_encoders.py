@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
 import sys
 import time
 from pathlib import Path
@@ -22,7 +21,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_replay import DEFAULT_DATA, MEASURES, RESULTS  # noqa: E402
+from bench_replay import DEFAULT_DATA, MEASURES, RESULTS, recorded_files_or_report, reproduce_command  # noqa: E402
 
 SURROGATES: dict[str, tuple[str, dict[str, Any]]] = {
     "original": ("protran-adaboost", {}),
@@ -65,11 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     from joblib import Parallel, delayed
 
-    from protran_tune.datasets import recorded_files
-
-    files = recorded_files(args.data)
+    files = recorded_files_or_report(args.data)
     if not files:
-        print(f"no recorded files under {args.data}", file=sys.stderr)
         return 2
     t0 = time.perf_counter()
     runs = Parallel(n_jobs=args.n_jobs, verbose=5)(
@@ -83,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
             "ratio_to_original": {n: {m: med[n][m] / med["original"][m] for m in MEASURES} for n in SURROGATES if n != "original"},
             "best": {m: min(SURROGATES, key=lambda n: med[n][m]) for m in MEASURES},
         }
-    command = "python benchmarks/bench_encoders.py " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+    command = reproduce_command("bench_encoders.py", argv)
     out = {"command": command, "wall_time_s": time.perf_counter() - t0, "seeds": args.seeds, "n_train": args.n_train,
            "surrogates": SURROGATES, "summary": summary, "runs": runs}
     prefix = Path(args.out_prefix)

@@ -107,6 +107,22 @@ def point_at(result: dict[str, Any], n: int) -> dict[str, Any] | None:
     return None
 
 
+def reproduce_command(script: str, argv: list[str] | None) -> str:
+    """``python benchmarks/<script> <args>`` as it was run (``argv``: as given to ``main``, or sys.argv)."""
+    args = argv if argv is not None else sys.argv[1:]
+    return f"python benchmarks/{script} " + " ".join(shlex.quote(a) for a in args)
+
+
+def recorded_files_or_report(data: Path) -> list[Path]:
+    """The recorded measurement files under ``data``; an empty list is reported on stderr."""
+    from protran_tune.datasets import recorded_files
+
+    files = recorded_files(data)
+    if not files:
+        print(f"no recorded files under {data}", file=sys.stderr)
+    return files
+
+
 def median_or_none(values: list[float | None]) -> float | None:
     """Median where ``None`` = not reached (+inf): ``None`` if the median is unreached."""
     v = sorted(np.inf if x is None else float(x) for x in values)
@@ -362,8 +378,7 @@ def main(argv: list[str] | None = None) -> int:
         t1 = time.perf_counter()
         out["speed"] = speed(args.data)
         out["wall_time_s"]["speed"] = time.perf_counter() - t1
-        out["speed_command"] = "python benchmarks/bench_replay.py " + " ".join(
-            shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+        out["speed_command"] = reproduce_command("bench_replay.py", argv)
         args.speed_only.write_text(json.dumps(out, indent=1))
         print(write_markdown(out, args.speed_only.with_name(args.speed_only.name.replace("_benchmark.json", "_summary.md"))))
         return 0
@@ -375,13 +390,12 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     from joblib import Parallel, delayed
 
-    from protran_tune.datasets import load_recorded, recorded_files
+    from protran_tune.datasets import load_recorded
     from protran_tune.reporting.learning import plot_learning_curves, plot_predicted_vs_real
 
     set_ours(args.regressor, args.regressor_params, args.strategy)
-    files = recorded_files(args.data)
+    files = recorded_files_or_report(args.data)
     if not files:
-        print(f"no recorded files under {args.data}", file=sys.stderr)
         return 2
     seeds = list(range(2 if args.quick else args.seeds))
     if args.quick:
@@ -443,7 +457,7 @@ def main(argv: list[str] | None = None) -> int:
         if r.get("final_predictions") is None:
             r.pop("final_predictions", None)
     out = {
-        "command": "python benchmarks/bench_replay.py " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:])),
+        "command": reproduce_command("bench_replay.py", argv),
         "protocol": {
             "split": "random test set of 20% of each file drawn before any query (seeded); never queried",
             "seed": "the file's first 16 records (recorded LHS seed) outside the test set, topped up at random",

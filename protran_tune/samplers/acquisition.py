@@ -132,10 +132,7 @@ def select_queries(
     if method == "gobi" and not hasattr(surrogate, "gobi_select"):
         raise ValueError(f"method='gobi' needs a surrogate with gobi_select (boshnas), got {type(surrogate).__name__}")
     if method == "variance-reduction":
-        if not hasattr(surrogate, "variance_reduction"):
-            raise ValueError(
-                f"method='variance-reduction' needs a surrogate with variance_reduction (gp), got {type(surrogate).__name__}"
-            )
+        _require_variance_reduction(surrogate)
         if density_weight:
             raise ValueError("density_weight applies to method='std'; 'variance-reduction' already weighs the pool")
         if reduce not in REDUCTIONS:
@@ -198,11 +195,17 @@ def named_acquisition(name: str, surrogate: Any = None, seed: int = 0) -> Any:
         raise ValueError(f"acquisition must be one of {ACQUISITIONS}, got {name!r}")
     if name == "uncertainty":
         return select_queries
-    if surrogate is not None and not hasattr(surrogate, "variance_reduction"):
-        raise ValueError(
-            f"acquisition 'variance-reduction' needs a GP surrogate (posterior covariances), got {type(surrogate).__name__}"
-        )
+    if surrogate is not None:
+        _require_variance_reduction(surrogate)
     return functools.partial(select_queries, method="variance-reduction", seed=seed)
+
+
+def _require_variance_reduction(surrogate: Any) -> None:
+    if not hasattr(surrogate, "variance_reduction"):
+        raise ValueError(
+            "variance-reduction needs a GP surrogate (posterior covariances: a variance_reduction method), "
+            f"got {type(surrogate).__name__}"
+        )
 
 
 def _select_by_variance_reduction(

@@ -88,10 +88,9 @@ class ProfileConfig:
             raise ValueError(f"budget={self.budget} must be >= seed_samples={self.seed_samples}")
         if not 0 < self.threshold < 1:
             raise ValueError(f"threshold must lie in (0, 1), got {self.threshold!r}")
-        from protran_tune.samplers.acquisition import ACQUISITIONS
+        from protran_tune.samplers.acquisition import named_acquisition
 
-        if self.acquisition not in ACQUISITIONS:
-            raise ValueError(f"acquisition must be one of {ACQUISITIONS}, got {self.acquisition!r}")
+        named_acquisition(self.acquisition)  # a clear error for an unknown query rule
         if not self.study_name or HOLDOUT_SUFFIX in self.study_name:
             raise ValueError(f"study_name must be non-empty and not contain {HOLDOUT_SUFFIX!r}, got {self.study_name!r}")
 
