@@ -4,7 +4,7 @@
 
 Reads the ``gpu_h200_*.jsonl`` files written by ``benchmarks/bench_gpu_campaign.py`` (and the
 repeatability runs listed in ``COMMANDS``) and the original A100 file
-``../shared/data/protran-measurements/results_gpu_a100_b128_r3.json`` (the cross-check is skipped
+``protran_tune/datasets/files/protran/results_gpu_a100_b128_r3.json`` (dataset ``protran:gpu_a100``) (the cross-check is skipped
 without it). Writes ``gpu_h200_summary.json``, ``gpu_h200_power_trace.png`` (a power trace of one
 run, phases shaded, as the paper's Fig. 3) and ``gpu_h200_vs_a100.png``.
 
@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-A100 = REPO.parent / "shared" / "data" / "protran-measurements" / "results_gpu_a100_b128_r3.json"
+A100 = REPO / "protran_tune" / "datasets" / "files" / "protran" / "results_gpu_a100_b128_r3.json"
 PY = "PYTHONPATH=. python3 -m protran_tune.platforms.worker --platform cuda --seq-len 128 --batch-size 128"
 COMMANDS = {
     "archs": "python benchmarks/bench_gpu_archs.py",

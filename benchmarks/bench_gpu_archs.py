@@ -7,7 +7,7 @@
   unit-cube mapping) plus BERT-Tiny (2 layers, 128 hidden, 2 heads, 512 ff) and BERT-Base
   (12 x 768, 12 heads, 3072 ff) shapes.
 * ``gpu_archs_a100_seeds.jsonl``: the architectures (``model_dict`` only, no measurements) of the
-  first 16 records of ``../shared/data/protran-measurements/results_gpu_a100_b128_r3.json``, the
+  first 16 records of ``protran_tune/datasets/files/protran/results_gpu_a100_b128_r3.json`` (dataset ``protran:gpu_a100``), the
   original Latin-hypercube seed models, with their original hash.
 * ``gpu_archs_repeat.jsonl``: BERT-Tiny, BERT-Base and the median-size LHS architecture, measured 5
   times each for repeatability.
@@ -27,7 +27,7 @@ from protran_tune.samplers.qmc import sample_architectures  # noqa: E402
 from protran_tune.space import Architecture, count_parameters, get_space  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results"
-A100 = REPO.parent / "shared" / "data" / "protran-measurements" / "results_gpu_a100_b128_r3.json"
+A100 = REPO / "protran_tune" / "datasets" / "files" / "protran" / "results_gpu_a100_b128_r3.json"
 
 BERT_TINY = Architecture.homogeneous(2, 128, 2, 512)
 BERT_BASE = Architecture.homogeneous(12, 768, 12, 3072)

@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-DEFAULT_DATA = REPO.parent / "shared" / "data" / "protran-measurements"
+DEFAULT_DATA = REPO / "protran_tune" / "datasets" / "files" / "protran"
 RESULTS = REPO / "benchmarks" / "results"
 MEASURES = ("latency", "energy", "peak_power")
 PAPER_TABLE2 = {  # samples to convergence, paper Table II

@@ -1,29 +1,22 @@
-"""Shared fixtures. Tests that need ``../shared/data`` skip cleanly where it is absent."""
+"""Shared fixtures: the recorded data shipped inside the package (a plain clone has all of it)."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = Path(os.environ.get("PROTRAN_SHARED_DATA", REPO.parent / "shared" / "data"))
-MEASUREMENTS = SHARED_DATA / "protran-measurements"
+from protran_tune.datasets import protran_measurement_files
+from protran_tune.datasets.registry import DATA_FILES
 
 
 @pytest.fixture(scope="session")
 def measurement_files() -> list[Path]:
-    """The seven recorded ProTran measurement files (skips without ``../shared/data``)."""
-    files = sorted(p for p in MEASUREMENTS.glob("results_*.json") if not p.name.endswith(".max_values.json"))
-    if not files:
-        pytest.skip(f"no recorded measurements under {MEASUREMENTS}")
-    return files
+    """The seven recorded ProTran measurement files, as shipped in the package."""
+    return sorted(protran_measurement_files())
 
 
 @pytest.fixture(scope="session")
 def original_design_space_yaml() -> Path:
-    path = SHARED_DATA / "edgetran-accuracy" / "design_space.yaml"
-    if not path.exists():
-        pytest.skip(f"{path} absent")
-    return path
+    """The original ``design_space.yaml`` of EdgeTran, as shipped in the package."""
+    return DATA_FILES / "edgetran" / "design_space.yaml"

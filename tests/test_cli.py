@@ -114,20 +114,20 @@ def test_fit_logs_a_loadable_pyfunc_model_with_test_metrics(tmp_path: Path):
     [report] = json.loads(res.stdout.splitlines()[-1])
     assert report["n_train"] + report["n_test"] == 14 and report["n_test"] >= 2
     assert set(k for k in report["metrics"] if k.startswith("test_mse_")) == {
-        "test_mse_latency", "test_mse_energy", "test_mse_peak_power"}
+        "test_mse_latency_s", "test_mse_energy_j", "test_mse_peak_power_w"}
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")
     run = mlflow.get_run(report["run_id"])
     assert run.data.tags["protran.role"] == "surrogate"
-    assert run.data.metrics["test_mse_latency"] == pytest.approx(report["metrics"]["test_mse_latency"])
+    assert run.data.metrics["test_mse_latency_s"] == pytest.approx(report["metrics"]["test_mse_latency_s"])
     model = mlflow.pyfunc.load_model(f"runs:/{report['run_id']}/surrogate")
     import pandas as pd
 
     frame = pd.DataFrame({"architecture": [json.dumps(r["architecture"]) for r in records[:3]]})
     pred = model.predict(frame)
-    assert list(pred.columns) == ["latency", "latency_std", "energy", "energy_std", "peak_power", "peak_power_std"]
+    assert list(pred.columns) == ["latency_s", "latency_s_std", "energy_j", "energy_j_std", "peak_power_w", "peak_power_w_std"]
     truth = np.array([r["measurement"]["latency_s"] / 2 for r in records[:3]])
-    assert np.all(pred["latency"].to_numpy() > 0)
-    assert np.all(np.abs(np.log(pred["latency"].to_numpy() / truth)) < np.log(3))  # trained on them: same scale
+    assert np.all(pred["latency_s"].to_numpy() > 0)
+    assert np.all(np.abs(np.log(pred["latency_s"].to_numpy() / truth)) < np.log(3))  # trained on them: same scale
 
 
 def test_fit_takes_surrogate_parameters(tmp_path: Path):

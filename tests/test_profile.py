@@ -55,7 +55,7 @@ def test_profile_measures_to_budget_and_records_everything(tmp_path: Path):
     assert (runs["tags.mlflow.parentRunId"] == main_parent).sum() == 8
     assert set(runs["params.platform"]) == {"synthetic-test"} and set(runs["params.seq_len"]) == {"32"}
     client = mlflow.MlflowClient()
-    history = client.get_metric_history(main_parent, "test_mse_latency")
+    history = client.get_metric_history(main_parent, "test_mse_latency_s")
     assert [h.step for h in history] == list(range(4, 9))
     report = Path(result.report_dir)
     for name in ("power_trace.png", "pairwise_distance.png", "learning_curve.png", "predicted_vs_real.png",

@@ -133,7 +133,7 @@ def test_replay_platform_answers_from_the_file(synthetic_file: Path) -> None:
     ds = platform.dataset
     m = platform.measure(ds.archs[3])
     obj = m.objectives()
-    np.testing.assert_allclose([obj["latency"], obj["energy"], obj["peak_power"]], ds.Y_raw[3])
+    np.testing.assert_allclose([obj["latency_s"], obj["energy_j"], obj["peak_power_w"]], ds.Y_raw[3])
     assert m.source == f"replay:{synthetic_file.name}" and m.batch_size == 4
     assert m.idle_power_w is None and "idle_power_w" in m.unavailable
     other = Architecture.homogeneous(2, 128, 2, 512)
@@ -169,7 +169,7 @@ def test_loop_never_queries_the_test_set(synthetic_file: Path, strategy: str, se
         assert seed[: len(recorded)] == recorded
     assert [p["n_samples"] for p in r["curve"]] == [8, 11, 14, 17, 20]
     for p in r["curve"]:
-        assert set(p["test_mse"]) == {"latency", "energy", "peak_power"}
+        assert set(p["test_mse"]) == {"latency_s", "energy_j", "peak_power_w"}
         assert all(v >= 0 for v in p["test_mse"].values())
     for name, n in r["samples_to_convergence"].items():
         hits = [p["n_samples"] for p in r["curve"] if p["test_mse"][name] < cfg.threshold]
@@ -258,14 +258,14 @@ def test_cli_writes_documented_json(synthetic_file: Path, tmp_path: Path, capsys
     assert [p["n_samples"] for p in r["curve"]] == [10, 12, 14]
     for p in r["curve"]:
         for key in ("test_mse", "kendall_tau", "within_10pct"):
-            assert set(p[key]) == {"latency", "energy", "peak_power"}
+            assert set(p[key]) == {"latency_s", "energy_j", "peak_power_w"}
         assert all(0 <= v <= 1 for v in p["within_10pct"].values())
         assert all(v is None or -1 <= v <= 1 for v in p["kendall_tau"].values())
-    assert set(r["samples_to_convergence"]) == {"latency", "energy", "peak_power"}
+    assert set(r["samples_to_convergence"]) == {"latency_s", "energy_j", "peak_power_w"}
     assert r["config"]["regressor_params"] == {"n_members": 3, "n_estimators": 8}
     assert r["dataset"]["n_test"] == 10 and set(r["coverage"]) == {"1std", "2std"}
     assert r["timings"]["n_fits"] == 3 and math.isfinite(r["timings"]["total_s"])
-    assert r["command"].startswith("protran-tune replay --dataset") and "--regressor-param n_members=3" in r["command"]
+    assert r["command"].startswith("protran-tune replay --dataset") and "--surrogate-param n_members=3" in r["command"]
     err = capsys.readouterr().err
     assert "n=10 test MSE" in err and "wrote" in err
 
@@ -274,7 +274,7 @@ def test_cli_bad_input_exit_code(synthetic_file: Path, tmp_path: Path, capsys) -
     assert main(["replay", "--dataset", str(synthetic_file), "--regressor", "dt", "--out", str(tmp_path / "x.json")]) == 2
     assert "no uncertainty model" in capsys.readouterr().err
     assert main(["replay", "--dataset", str(tmp_path / "none.json"), "--out", str(tmp_path / "x.json")]) == 2
-    assert "does not exist" in capsys.readouterr().err
+    assert "nor an existing file" in capsys.readouterr().err
     assert not (tmp_path / "x.json").exists()
 
 
@@ -285,9 +285,9 @@ def test_learning_figures_from_replay_results(synthetic_file: Path, tmp_path: Pa
     params = {"n_members": 3, "n_estimators": 8}
     rs = [run_replay(ds, ReplayConfig(seed_samples=8, budget=b, batch_size=4, seed=s, regressor_params=params))
           for s, b in ((0, 16), (1, 20))]
-    n, v = curve_matrix(rs, "energy")
+    n, v = curve_matrix(rs, "energy_j")
     assert n.tolist() == [8, 12, 16] and v.shape == (2, 3)
-    assert v[1, 2] == rs[1]["curve"][2]["test_mse"]["energy"]
+    assert v[1, 2] == rs[1]["curve"][2]["test_mse"]["energy_j"]
     fig6 = plot_learning_curves({"bdt": rs}, tmp_path / "fig6.png")
     fig7 = plot_predicted_vs_real(rs[0], tmp_path / "fig7.png")
     for f in (fig6, fig7):

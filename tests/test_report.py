@@ -102,14 +102,14 @@ def test_baseline_normalisation_equals_hand_computed_ratios(two_platforms):
     c = compare_platforms(loaded.datasets, "slow")
     assert c.platforms == ["slow", "fast"]
     assert set(c.common) == {a.content_hash() for a in ARCHS[:3]}  # the 4th failed on "fast"
-    assert c.ratios["fast"]["latency"] == pytest.approx((0.5 * 2.0 * 4.0) ** (1 / 3))  # 2**(2/3)
-    assert c.ratios["fast"]["energy"] == pytest.approx(math.sqrt(0.25 * 1.0))  # one value missing
-    assert c.counts["fast"] == {"latency": 3, "energy": 2, "peak_power": 3}
-    assert c.ratios["fast"]["peak_power"] == pytest.approx(0.1)
-    assert c.ratios["slow"] == {"latency": 1.0, "energy": 1.0, "peak_power": 1.0}
-    assert c.baseline_values["latency"] == pytest.approx((0.1 * 0.2 * 0.4) ** (1 / 3))
+    assert c.ratios["fast"]["latency_s"] == pytest.approx((0.5 * 2.0 * 4.0) ** (1 / 3))  # 2**(2/3)
+    assert c.ratios["fast"]["energy_j"] == pytest.approx(math.sqrt(0.25 * 1.0))  # one value missing
+    assert c.counts["fast"] == {"latency_s": 3, "energy_j": 2, "peak_power_w": 3}
+    assert c.ratios["fast"]["peak_power_w"] == pytest.approx(0.1)
+    assert c.ratios["slow"] == {"latency_s": 1.0, "energy_j": 1.0, "peak_power_w": 1.0}
+    assert c.baseline_values["latency_s"] == pytest.approx((0.1 * 0.2 * 0.4) ** (1 / 3))
     flipped = compare_platforms(loaded.datasets, "fast")
-    assert flipped.ratios["slow"]["latency"] == pytest.approx(1 / c.ratios["fast"]["latency"])
+    assert flipped.ratios["slow"]["latency_s"] == pytest.approx(1 / c.ratios["fast"]["latency_s"])
 
 
 def test_record_values_are_per_sequence_and_repeats_reduce_to_the_median(tmp_path):
@@ -118,7 +118,7 @@ def test_record_values_are_per_sequence_and_repeats_reduce_to_the_median(tmp_pat
     path.write_text("\n".join(record(a, measurement("p", lat, 1.0, pk, batch=4)) for lat, pk in
                               ((0.4, 10.0), (0.8, 30.0), (0.2, 20.0))) + "\n")
     (d,) = load_measurement_file(path)
-    assert d.values[a.content_hash()] == {"latency": pytest.approx(0.1), "energy": pytest.approx(0.25), "peak_power": 20.0}
+    assert d.values[a.content_hash()] == {"latency_s": pytest.approx(0.1), "energy_j": pytest.approx(0.25), "peak_power_w": 20.0}
     assert len(d.measurements) == 3
 
 
@@ -133,9 +133,9 @@ def test_real_fixtures_cpu_vs_h200_on_common_seed_architectures(tmp_path):
     per_seq = {p: {r["arch_hash"]: r["measurement"]["latency_s"] / r["measurement"]["batch_size"] for r in recs}
                for p, recs in (("cpu", cpu), ("cuda", cuda))}
     expected = math.exp(np.mean([math.log(per_seq["cpu"][h] / per_seq["cuda"][h]) for h in common]))
-    assert c.ratios["cpu"]["latency"] == pytest.approx(expected)
+    assert c.ratios["cpu"]["latency_s"] == pytest.approx(expected)
     summary = (tmp_path / "r" / "summary.md").read_text()
-    assert f"{c.ratios['cpu']['latency']:.4g} (n=3)" in summary
+    assert f"{c.ratios['cpu']['latency_s']:.4g} (n=3)" in summary
 
 
 def test_report_writes_figures_and_a_summary_linking_them(tmp_path):
@@ -167,8 +167,8 @@ def test_cpu_inference_vs_training_comparison_on_recorded_files(tmp_path):
     tr = {r["arch_hash"]: r["measurement"] for r in records(CPU_TRAIN)}
     hand = math.exp(np.mean([math.log((tr[h]["latency_s"] / tr[h]["batch_size"]) / (inf[h]["latency_s"] / inf[h]["batch_size"]))
                              for h in c.common]))
-    assert c.ratios["cpu:training"]["latency"] == pytest.approx(hand)
-    assert c.ratios["cpu:training"]["latency"] > 1  # forward + backward + optimiser step costs more than forward
+    assert c.ratios["cpu:training"]["latency_s"] == pytest.approx(hand)
+    assert c.ratios["cpu:training"]["latency_s"] > 1  # forward + backward + optimiser step costs more than forward
 
 
 def test_power_trace_figure_marks_the_run_peak_and_idle(tmp_path):
@@ -197,14 +197,14 @@ def test_shared_dataset_fig4_on_the_16_seed_models(measurement_files, tmp_path):
     by_hash = {Architecture.from_model_dict(v["model_dict"]).content_hash(): v["performance"] for v in m1.values()}
     a100_by_hash = {Architecture.from_model_dict(v["model_dict"]).content_hash(): v["performance"] for v in a100.values()}
     hand = math.exp(np.mean([math.log(by_hash[h]["energy"] / a100_by_hash[h]["energy"]) for h in first16]))
-    assert c.ratios["gpu_m1-pro"]["energy"] == pytest.approx(hand)
+    assert c.ratios["gpu_m1-pro"]["energy_j"] == pytest.approx(hand)
     assert [p.name for p in result.figures] == ["platform_comparison_vs_gpu_a100.png"]
 
 
 def test_h200_fixture_against_the_recorded_a100(measurement_files, tmp_path):
     a100 = next(p for p in measurement_files if "a100" in p.name)
     c = compare_platforms(load_measurements([a100, CUDA]).datasets, "gpu_a100")
-    assert len(c.common) == 3 and c.counts["cuda"]["peak_power"] == 3
+    assert len(c.common) == 3 and c.counts["cuda"]["peak_power_w"] == 3
 
 
 def test_cli_errors_exit_2_with_one_line(tmp_path, capsys, two_platforms):

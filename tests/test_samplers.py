@@ -153,19 +153,29 @@ def test_failing_objective_leaves_a_failed_trial_with_its_architecture(make) -> 
 
 
 @parametrize_sampler
-def test_other_parameters_are_an_error_unless_an_independent_sampler_is_given(make) -> None:
+def test_other_parameters_go_to_a_seeded_random_sampler_with_one_warning(make, caplog) -> None:
     def with_lr(trial):
         values = hardware_objective(SPACE)(trial)
         lr = trial.suggest_float("lr", 1e-5, 1e-1, log=True)
         return values[0] * (1 + lr), values[1], values[2]
 
-    with pytest.raises(ValueError, match="'lr' is not an architecture parameter"):
-        _study(make()).optimize(with_lr, n_trials=1)
-    study = _study(make(independent_sampler=RandomSampler(seed=0)))
-    study.optimize(with_lr, n_trials=6)
-    lrs = [t.params["lr"] for t in study.trials]
-    assert all(1e-5 <= lr <= 1e-1 and type(lr) is float for lr in lrs) and len(set(lrs)) == 6
-    assert all(PARAMS_ATTR in t.system_attrs for t in study.trials)
+    def lrs(sampler) -> list[float]:
+        study = _study(sampler)
+        study.optimize(with_lr, n_trials=6)
+        assert all(PARAMS_ATTR in t.system_attrs for t in study.trials)  # architecture params stay ours
+        return [t.params["lr"] for t in study.trials]
+
+    optuna.logging.enable_propagation()
+    try:
+        with caplog.at_level("WARNING"):
+            first = lrs(make())
+    finally:
+        optuna.logging.disable_propagation()
+    assert all(1e-5 <= lr <= 1e-1 and type(lr) is float for lr in first) and len(set(first)) == 6
+    assert sum("'lr' is not an architecture parameter" in r.getMessage() for r in caplog.records) == 1
+    assert lrs(make()) == first  # RandomSampler(seed): the same seed, the same values
+    explicit = lrs(make(independent_sampler=RandomSampler(seed=123)))
+    assert explicit != first
 
 
 @parametrize_sampler
@@ -305,18 +315,32 @@ def test_qmc_sampler_redraws_duplicates_in_a_tiny_space(tmp_path: Path) -> None:
     assert len(set(_archs(study))) == 4
 
 
-def test_active_learning_needs_latency_energy_and_peak_power_values() -> None:
-    sampler = ActiveLearningSampler(ForestSurrogate(), SPACE, n_startup_trials=2, seed=0)
-    study = optuna.create_study(sampler=sampler)
-    with pytest.raises(ValueError, match="needs values \\['latency', 'energy', 'peak_power'\\]"):
-        study.optimize(lambda t: hardware_values(suggest_architecture(t, SPACE))[0], n_trials=1)
-    assert study.trials[0].state == TrialState.FAIL  # no zombie RUNNING trial
-    # metric names select the targets among more objectives
+def test_active_learning_learns_whatever_objectives_the_study_has() -> None:
+    # one objective, no metric names
+    study = optuna.create_study(sampler=ActiveLearningSampler(ForestSurrogate(), SPACE, n_startup_trials=2, n_candidates=32, seed=0))
+    study.optimize(lambda t: hardware_values(suggest_architecture(t, SPACE))[0], n_trials=4)
+    info = study.trials[-1].system_attrs[INFO_ATTR]
+    assert info["phase"] == "active" and list(info["predicted_mean"]) == ["objective0"]
+    # the names profile gives its studies, and an extra objective: all of them are learned
     study = optuna.create_study(directions=["maximize"] + DIRECTIONS, sampler=ActiveLearningSampler(
         ForestSurrogate(), SPACE, n_startup_trials=2, n_candidates=32, seed=0))
-    study.set_metric_names(["accuracy", "latency", "energy", "peak_power"])
+    study.set_metric_names(["accuracy", "latency_s", "energy_j", "peak_power_w"])
     study.optimize(lambda t: (0.5,) + hardware_values(suggest_architecture(t, SPACE)), n_trials=4)
-    assert study.trials[-1].system_attrs[INFO_ATTR]["phase"] == "active"
+    info = study.trials[-1].system_attrs[INFO_ATTR]
+    assert info["phase"] == "active" and list(info["predicted_mean"]) == ["accuracy", "latency_s", "energy_j", "peak_power_w"]
+    # objective_names picks some of them by metric name; a missing one is a clear error
+    picked = ActiveLearningSampler(ForestSurrogate(), SPACE, n_startup_trials=2, n_candidates=32, seed=0,
+                                   objective_names=("latency_s",))
+    study = optuna.create_study(directions=["maximize"] + DIRECTIONS, sampler=picked)
+    study.set_metric_names(["accuracy", "latency_s", "energy_j", "peak_power_w"])
+    study.optimize(lambda t: (0.5,) + hardware_values(suggest_architecture(t, SPACE)), n_trials=4)
+    assert list(study.trials[-1].system_attrs[INFO_ATTR]["predicted_mean"]) == ["latency_s"]
+    missing = ActiveLearningSampler(ForestSurrogate(), SPACE, n_startup_trials=2, seed=0, objective_names=("glue",))
+    study = optuna.create_study(directions=DIRECTIONS, sampler=missing)
+    study.set_metric_names(["latency_s", "energy_j", "peak_power_w"])
+    with pytest.raises(ValueError, match="lack \\['glue'\\]"):
+        study.optimize(lambda t: hardware_values(suggest_architecture(t, SPACE)), n_trials=1)
+    assert study.trials[-1].state == TrialState.FAIL  # no zombie RUNNING trial
 
 
 def test_constructor_arguments_are_validated() -> None:

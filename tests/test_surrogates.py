@@ -40,7 +40,7 @@ def data() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def test_registry_names() -> None:
-    assert available_surrogates() == ["gp", "dt", "bdt", "boshnas", "protran-adaboost", "ensemble"]
+    assert available_surrogates() == ["gp", "dt", "bdt", "boshnas", "protran-adaboost", "rf", "ensemble"]
     with pytest.raises(ValueError, match="unknown surrogate 'xgb'"):
         make_surrogate("xgb")
     with pytest.raises(ValueError, match=r"unknown parameter\(s\) \['depth'\].*allowed"):

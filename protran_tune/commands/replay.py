@@ -1,4 +1,4 @@
-"""``protran-tune replay``: active learning replayed on a recorded measurement file."""
+"""``protran-tune replay``: pool-based active learning replayed on a recorded table (any of its metrics)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,9 @@ import argparse
 import json
 import shlex
 import sys
-from pathlib import Path
 from typing import Any
+
+from protran_tune.objectives.targets import HARDWARE_TARGETS
 
 REGRESSORS = ("gp", "dt", "bdt", "boshnas", "protran-adaboost", "ensemble")
 
@@ -17,14 +18,21 @@ def register(subparsers: Any) -> None:
 
     p = subparsers.add_parser(
         "replay",
-        help="pool-based active learning on a recorded measurement file (honest held-out split)",
-        description="Replays surrogate-driven active learning on a recorded file (the pool is the file; a "
-        "query reveals one record) and writes the learning curve as JSON. Progress goes to stderr.",
+        help="pool-based active learning on a recorded table (honest held-out split)",
+        description="Replays surrogate-driven active learning on a recorded table (the pool is the table; a "
+        "query reveals one row) for any of its metrics, and writes the learning curve as JSON. Progress goes "
+        "to stderr.",
     )
-    p.add_argument("--dataset", required=True, help="recorded file, e.g. results_gpu_a100_b128_r3.json")
-    p.add_argument("--regressor", choices=REGRESSORS, default="bdt")
-    p.add_argument("--strategy", choices=STRATEGIES, default="uncertainty",
-                   help="query rule: largest normalised std, integrated variance reduction (gp), or random")
+    p.add_argument("--dataset", required=True,
+                   help="a shipped dataset (protran-tune datasets list: nas-bench-bert, protran:gpu_a100, ...) or a "
+                        "file: a table (.jsonl), a ProTran measurement file or NAS-Bench-BERT's BERT_benchmark.json")
+    p.add_argument("--targets", default=",".join(HARDWARE_TARGETS),
+                   help=f"comma-separated metrics of the table to learn (default {','.join(HARDWARE_TARGETS)}; e.g. glue,qnli)")
+    p.add_argument("--surrogate", "--regressor", dest="regressor", choices=REGRESSORS, default="bdt",
+                   help="surrogate (--regressor is an alias)")
+    p.add_argument("--acquisition", "--strategy", dest="strategy", choices=STRATEGIES, default="uncertainty",
+                   help="query rule: largest normalised std, integrated variance reduction (gp), or random "
+                        "(--strategy is an alias)")
     p.add_argument("--seed-samples", type=int, default=16, help="initial samples (default 16)")
     p.add_argument("--seed-mode", choices=("recorded", "lhs"), default="recorded",
                    help="recorded: the file's first records (its LHS seed); lhs: a fresh Latin hypercube")
@@ -37,7 +45,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--density-weight", type=float, default=0.0,
                    help="weight uncertainty by representativeness**W (information density; default 0: pure uncertainty)")
     p.add_argument("--threshold", type=float, default=0.003, help="convergence: test MSE below this (0.3%%)")
-    p.add_argument("--regressor-param", action="append", metavar="KEY=VALUE", help="surrogate parameter (repeatable)")
+    p.add_argument("--surrogate-param", "--regressor-param", dest="regressor_param", action="append", metavar="KEY=VALUE",
+                   help="surrogate parameter (repeatable; --regressor-param is an alias)")
     p.add_argument("--on-error", choices=("raise", "skip"), default="raise",
                    help="bad records: stop with an error (default) or skip and list them in the result")
     p.add_argument("--out", required=True, help="result JSON path")
@@ -47,8 +56,8 @@ def register(subparsers: Any) -> None:
 
 def _command(args: argparse.Namespace) -> str:
     """The canonical command line reproducing this run."""
-    parts = ["protran-tune", "replay", "--dataset", args.dataset, "--regressor", args.regressor,
-             "--strategy", args.strategy, "--seed-samples", args.seed_samples, "--seed-mode", args.seed_mode,
+    parts = ["protran-tune", "replay", "--dataset", args.dataset, "--targets", args.targets, "--surrogate", args.regressor,
+             "--acquisition", args.strategy, "--seed-samples", args.seed_samples, "--seed-mode", args.seed_mode,
              "--budget", args.budget, "--test-fraction", args.test_fraction, "--seed", args.seed,
              "--batch-size", args.batch_size, "--threshold", args.threshold]
     if args.candidates is not None:
@@ -56,7 +65,7 @@ def _command(args: argparse.Namespace) -> str:
     if args.density_weight:
         parts += ["--density-weight", args.density_weight]
     for item in args.regressor_param or []:
-        parts += ["--regressor-param", item]
+        parts += ["--surrogate-param", item]
     if args.on_error != "raise":
         parts += ["--on-error", args.on_error]
     parts += ["--out", args.out]
@@ -65,23 +74,35 @@ def _command(args: argparse.Namespace) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from protran_tune.commands._common import parse_options
-    from protran_tune.datasets import load_recorded
+    from protran_tune.datasets import load_dataset
+    from protran_tune.errors import check_output_path
     from protran_tune.workflows.replay import ReplayConfig, run_replay, stderr_progress
 
-    config = ReplayConfig(
+    config = ReplayConfig(targets=tuple(t.strip() for t in args.targets.split(",")),
         regressor=args.regressor, strategy=args.strategy, seed_samples=args.seed_samples, seed_mode=args.seed_mode,
         budget=args.budget, test_fraction=args.test_fraction, seed=args.seed, batch_size=args.batch_size,
         candidates=args.candidates, threshold=args.threshold, density_weight=args.density_weight,
         regressor_params=parse_options(args.regressor_param, "--regressor-param"),
     )
     config.validate()
-    dataset = load_recorded(args.dataset, on_error=args.on_error)
-    for item in dataset.skipped:
-        print(f"replay: skipped record {item['key']!r}: {item['reason']}", file=sys.stderr)
-    result = run_replay(dataset, config, progress=None if args.quiet else stderr_progress)
+    out = check_output_path(args.out, "--out")
+    from protran_tune.surrogates import make_surrogate
+
+    make_surrogate(config.regressor, **config.regressor_params)  # unknown parameters fail before any work
+    table = load_dataset(args.dataset, on_error=args.on_error)
+    for item in table.skipped:
+        where = item.get("line") or item.get("key")
+        print(f"replay: skipped {where} (id {item.get('id', item.get('key'))!r}): {item['reason']}", file=sys.stderr)
+    if args.on_error == "skip":
+        from dataclasses import replace
+
+        lacking = table.lacking(config.targets)
+        for item in lacking:
+            print(f"replay: skipped {item['line']} (id {item['id']!r}): {item['reason']}", file=sys.stderr)
+        table = replace(table.having(config.targets), skipped=table.skipped + tuple(lacking))
+    table.values(config.targets)  # every row must have every target: a clear error now, not mid-run
+    result = run_replay(table, config, progress=None if args.quiet else stderr_progress)
     result["command"] = _command(args)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1))
     conv = ", ".join(f"{k}={v}" for k, v in result["samples_to_convergence"].items())
     print(f"wrote {out}: {len(result['curve'])} curve points, samples to convergence: {conv}", file=sys.stderr)

@@ -22,7 +22,8 @@ def register(subparsers: Any) -> None:
         ),
     )
     parser.add_argument("--measurements", "-m", nargs="+", required=True, metavar="FILE",
-                        help="measurement files (JSON lines or ProTran JSON); *.max_values.json are skipped")
+                        help="measurement files (JSON lines or ProTran JSON; *.max_values.json are skipped), shipped "
+                             "dataset names (protran:gpu_a100, ...) or protran:all (the seven ProTran files)")
     parser.add_argument("--baseline", default=None, metavar="PLATFORM",
                         help="platform label to normalise to (e.g. gpu_a100, cpu); default: the first file's")
     parser.add_argument("--out", "-o", required=True, metavar="DIR", help="report folder (created)")
@@ -59,7 +60,23 @@ def run(args: argparse.Namespace) -> int:
     options.setdefault("traces_per_platform", args.traces_per_platform)
     if args.trace_arch:
         options["trace_archs"] = ",".join(args.trace_arch)
-    result = build_report(args.measurements, args.out, baseline=args.baseline, sections=args.section, options=options)
+    result = build_report(resolve_measurement_files(args.measurements), args.out, baseline=args.baseline, sections=args.section, options=options)
     print(f"report: {len(result.figures)} figure(s), {len(result.sections)} section(s); summary {result.summary}",
           file=sys.stderr)
     return 0
+
+
+def resolve_measurement_files(items: list[str]) -> list[str]:
+    """Files of ``--measurements``: paths as given; shipped dataset names (``protran:gpu_a100``) as their
+    file; ``protran:all`` as the seven ProTran files."""
+    from protran_tune.datasets import DATASETS, dataset_path, protran_measurement_files
+
+    out: list[str] = []
+    for item in items:
+        if item == "protran:all":
+            out += [str(p) for p in protran_measurement_files()]
+        elif item in DATASETS:
+            out.append(str(dataset_path(item)))
+        else:
+            out.append(item)
+    return out

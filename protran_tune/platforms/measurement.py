@@ -103,11 +103,14 @@ class Measurement:
         return None if self.energy_above_idle_j is None else self.energy_above_idle_j / self.batch_size
 
     def objectives(self) -> dict[str, float | None]:
-        """Per-sequence ``latency`` (s), ``energy`` (J) and ``peak_power`` (W): the surrogate targets."""
+        """The hardware targets (:data:`~protran_tune.objectives.targets.HARDWARE_TARGETS`): per-sequence
+        ``latency_s`` (s), ``energy_j`` (J) and the device's ``peak_power_w`` (W); ``None`` where unmeasured."""
+        from protran_tune.objectives.targets import ENERGY, LATENCY, PEAK_POWER
+
         return {
-            "latency": self.latency_per_sequence_s,
-            "energy": self.energy_per_sequence_j,
-            "peak_power": self.peak_power_w,
+            LATENCY.name: self.latency_per_sequence_s,
+            ENERGY.name: self.energy_per_sequence_j,
+            PEAK_POWER.name: self.peak_power_w,
         }
 
     # ----------------------------------------------------------------- serialisation

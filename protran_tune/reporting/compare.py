@@ -18,6 +18,7 @@ from typing import Sequence
 import numpy as np
 
 from protran_tune.reporting.figures import pyplot, save_figure
+from protran_tune.objectives.targets import get_target
 from protran_tune.reporting.data import METRIC_LABELS, METRICS, PlatformData
 
 
@@ -160,7 +161,7 @@ def comparison_table(comparison: Comparison) -> str:
             cells.append("n/a" if v is None else f"{v:.4g} (n={n})")
         rows.append(f"| {comparison.names[p]} | " + " | ".join(cells) + " |")
     base = comparison.baseline_values
-    units = {"latency": "s", "energy": "J", "peak_power": "W"}
+    units = {m: get_target(m).unit for m in METRICS}
     rows.append("")
     rows.append(
         f"Baseline {comparison.baseline}: geometric means "

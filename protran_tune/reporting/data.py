@@ -12,8 +12,8 @@ Two formats are read:
   per sequence. Labelled ``<device>`` from the file name (``gpu_a100``). Architectures are identified
   by :meth:`Architecture.content_hash` of their ``model_dict``, so they match our records.
 
-Every dataset holds, per architecture, per-sequence ``latency`` (s), ``energy`` (J, total: idle
-included, as the original recorded it) and ``peak_power`` (W); ``None`` where the platform did not
+Every dataset holds, per architecture, per-sequence ``latency_s``, ``energy_j`` (total: idle
+included, as the original recorded it) and ``peak_power_w``; ``None`` where the platform did not
 measure it. Two datasets with the same label from different files are told apart by ``@<file stem>``.
 """
 
@@ -27,16 +27,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+from protran_tune.datasets.protran import PERFORMANCE_KEYS
+from protran_tune.objectives.targets import HARDWARE_TARGETS, get_target
 from protran_tune.platforms.measurement import Measurement
 from protran_tune.space import Architecture
 
-METRICS: tuple[str, ...] = ("latency", "energy", "peak_power")
-METRIC_LABELS: dict[str, str] = {
-    "latency": "latency per sequence",
-    "energy": "energy per sequence",
-    "peak_power": "peak power",
-}
-METRIC_UNITS: dict[str, str] = {"latency": "s", "energy": "J", "peak_power": "W"}
+METRICS: tuple[str, ...] = HARDWARE_TARGETS
+METRIC_LABELS: dict[str, str] = {m: get_target(m).description for m in METRICS}
 
 #: Devices of the original measurement files (``results_<device>_b..._r....json``).
 PROTRAN_DEVICES: dict[str, str] = {
@@ -59,7 +56,7 @@ class PlatformData:
         label: name used in figures and for ``--baseline``.
         path: the file it came from.
         kind: ``records`` or ``protran``.
-        values: ``{arch_hash: {"latency": s, "energy": J, "peak_power": W}}`` per sequence (``None`` = not
+        values: ``{arch_hash: {"latency_s": s, "energy_j": J, "peak_power_w": W}}`` per sequence (``None`` = not
             measured).
         measurements: ``[(arch_hash, Measurement)]`` of every ok record, in file order (records only).
         info: device, batch size, sources and counts, for the summary.
@@ -124,7 +121,8 @@ def _load_protran(path: Path, data: Mapping[str, Any]) -> PlatformData:
         perf = entry["performance"]
         if not isinstance(perf, Mapping):
             raise ValueError(f"{where}: 'performance' must be an object, got {perf!r}")
-        values[arch_hash] = {m: _finite_or_none(perf.get(m), f"{where}: performance.{m}") for m in METRICS}
+        values[arch_hash] = {m: _finite_or_none(perf.get(key), f"{where}: performance.{key}")
+                             for m, key in zip(METRICS, PERFORMANCE_KEYS)}
     info = {
         "device": PROTRAN_DEVICES.get(device, device),
         "batch_size": int(match["batch"]) if match else None,

@@ -19,9 +19,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from protran_tune.objectives.targets import HARDWARE_TARGETS as MEASURES
 from protran_tune.reporting.figures import pyplot, save_figure
-
-MEASURES: tuple[str, ...] = ("latency", "energy", "peak_power")
 
 
 def curve_matrix(results: Sequence[Mapping[str, Any]], measure: str, key: str = "test_mse") -> tuple[np.ndarray, np.ndarray]:

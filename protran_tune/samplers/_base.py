@@ -8,7 +8,10 @@ stores its parameter dict in the trial's system attrs (key :data:`PARAMS_ATTR`);
 ``sample_independent`` call then returns that architecture's value. There is no random fallback on
 architecture parameters: a name the chosen architecture does not have, or a value outside the
 distribution (the objective uses another space), is a ``ValueError``. Other parameters (a learning
-rate, say) go to ``independent_sampler`` when one is given and are an error otherwise.
+rate, say) go to ``independent_sampler`` (default: ``RandomSampler(seed)``, with a warning printed once,
+as Optuna's CmaEs and GP samplers do). The search space is a design space (parameters of
+:func:`~protran_tune.space.suggest_architecture`) or a named sub-space with its own parameters
+(:mod:`protran_tune.space.parameterization`, e.g. ``nas-bench-bert``).
 
 The architecture is also recorded as the user attr ``"architecture"`` (canonical JSON), which the
 dashboard shows. Everything lives in the storage, so any storage works (in-memory, RDB, journal),
@@ -20,13 +23,17 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
+from optuna import logging as optuna_logging
 from optuna.distributions import BaseDistribution, CategoricalDistribution
-from optuna.samplers import BaseSampler
+from optuna.samplers import BaseSampler, RandomSampler
 from optuna.trial import TrialState
 
 from protran_tune.space.architecture import Architecture
-from protran_tune.space.design_space import DesignSpace, get_space
-from protran_tune.space.search_space import architecture_to_params, params_to_architecture
+from protran_tune.space.design_space import DesignSpace
+from protran_tune.space.parameterization import DesignSpaceParameters, Parameterization, get_parameterization
+from protran_tune.space.search_space import architecture_to_params
+
+_logger = optuna_logging.get_logger(__name__)
 
 if TYPE_CHECKING:
     from optuna.study import Study
@@ -71,13 +78,14 @@ def conform_params(arch: Architecture, fixed: Mapping[str, Any]) -> dict[str, An
     return out
 
 
-def trial_architecture(trial: "FrozenTrial", space: DesignSpace | None = None) -> Architecture | None:
+def trial_architecture(trial: "FrozenTrial", space: Parameterization | DesignSpace | str = "flexibert2") -> Architecture | None:
     """The architecture a trial evaluated (its params, once complete), else the one proposed for it
-    (system attrs), else its enqueued fixed params; ``None`` if none parses."""
+    (system attrs), else its enqueued fixed params; ``None`` if none parses in ``space``."""
+    params = get_parameterization(space)
     for source in (trial.params, trial.system_attrs.get(PARAMS_ATTR), trial.system_attrs.get("fixed_params")):
         if source and "n_layers" in source:
             try:
-                return params_to_architecture(source, space)
+                return params.from_params(source)
             except (ValueError, TypeError):
                 continue
     return None
@@ -87,24 +95,35 @@ class ArchitectureSampler(BaseSampler):
     """Base of the whole-architecture samplers; subclasses implement :meth:`_propose`.
 
     Args:
-        space: design space (name, YAML path or :class:`DesignSpace`); the objective must call
-            ``suggest_architecture(trial, space)`` with the same space.
-        independent_sampler: sampler for parameters that are not architecture parameters; ``None``
-            makes them an error.
+        space: design space (name, YAML path or :class:`DesignSpace`) or a named sub-space
+            (``"nas-bench-bert"``) or a :class:`~protran_tune.space.parameterization.Parameterization`; the
+            objective must suggest the architecture with the same space (``suggest_architecture(trial,
+            space)``, or ``get_parameterization(space).suggest(trial)``).
+        independent_sampler: sampler for parameters that are not architecture parameters (default
+            ``RandomSampler(seed)``, announced by a warning the first time it is used).
+        seed: seed of the default independent sampler.
     """
 
     #: re-check RUNNING trials after storing the choice (parallel workers racing on one pick)
     _check_running_duplicates = False
 
-    def __init__(self, space: DesignSpace | str = "flexibert2", *, independent_sampler: BaseSampler | None = None) -> None:
-        self._space = get_space(space)
-        self._independent_sampler = independent_sampler
+    def __init__(self, space: Parameterization | DesignSpace | str = "flexibert2", *,
+                 independent_sampler: BaseSampler | None = None, seed: int | None = None) -> None:
+        self._params = get_parameterization(space)
+        self._space = self._params.design_space
+        self._independent_sampler = RandomSampler(seed=seed) if independent_sampler is None else independent_sampler
+        self._warn_independent = independent_sampler is None
         # Chosen params of recent trials, keyed by (storage, trial id): saves a storage read per suggest.
         self._chosen: dict[tuple[int, int], dict[str, Any]] = {}
 
     @property
     def space(self) -> DesignSpace:
+        """The design space whose embeddings describe the architectures (the enclosing one of a sub-space)."""
         return self._space
+
+    @property
+    def parameterization(self) -> Parameterization:
+        return self._params
 
     # ----------------------------------------------------------------- to implement
     def _propose(self, study: "Study", trial: "FrozenTrial", exclude: set[str]) -> tuple[Architecture, dict[str, Any]]:
@@ -124,7 +143,7 @@ class ArchitectureSampler(BaseSampler):
         for t in study._get_trials(deepcopy=False, states=states, use_cache=False):
             if before is not None and t.number >= before:
                 continue
-            arch = trial_architecture(t)
+            arch = trial_architecture(t, self._params)
             if arch is not None:
                 out.setdefault(arch.to_json(), t.number)
         return out
@@ -139,8 +158,7 @@ class ArchitectureSampler(BaseSampler):
         return {}
 
     def before_trial(self, study: "Study", trial: "FrozenTrial") -> None:
-        if self._independent_sampler is not None:
-            self._independent_sampler.before_trial(study, trial)
+        self._independent_sampler.before_trial(study, trial)
         if PARAMS_ATTR not in trial.system_attrs:
             try:
                 self._decide(study, trial)
@@ -154,44 +172,41 @@ class ArchitectureSampler(BaseSampler):
     ) -> None:
         # Record the architecture actually evaluated (fixed parameters may have changed the proposal).
         try:
-            evaluated = params_to_architecture(trial.params).to_json()
+            evaluated = self._params.from_params(trial.params).to_json()
         except (ValueError, TypeError):
             evaluated = None
         if evaluated is not None and trial.user_attrs.get(USER_ATTR) != evaluated:
             study._storage.set_trial_user_attr(trial._trial_id, USER_ATTR, evaluated)
-        if self._independent_sampler is not None:
-            self._independent_sampler.after_trial(study, trial, state, values)
+        self._independent_sampler.after_trial(study, trial, state, values)
 
     def reseed_rng(self) -> None:
         """Reseed only the independent sampler: proposals depend on (seed, trial number), so parallel
         workers (``n_jobs > 1``) keep drawing from one shared, consistent sequence."""
-        if self._independent_sampler is not None:
-            self._independent_sampler.reseed_rng()
+        self._independent_sampler.reseed_rng()
 
     def sample_independent(
         self, study: "Study", trial: "FrozenTrial", param_name: str, param_distribution: BaseDistribution
     ) -> Any:
-        if not is_architecture_param(param_name):
-            if self._independent_sampler is None:
-                raise ValueError(
+        if not self._params.is_param(param_name):
+            if self._warn_independent:
+                self._warn_independent = False
+                _logger.warning(
                     f"{type(self).__name__} proposes whole architectures; parameter {param_name!r} is not an "
-                    "architecture parameter of protran_tune.space.suggest_architecture (n_layers, l<j>_hidden, "
-                    "l<j>_n_heads, l<j>_head<i>, l<j>_ff_depth, l<j>_ff<i>): pass independent_sampler=... for "
-                    "other parameters"
+                    f"architecture parameter of space {self._params.name!r}, so it and other such parameters are "
+                    f"sampled by {type(self._independent_sampler).__name__} (pass independent_sampler=... to choose)"
                 )
             return self._independent_sampler.sample_independent(study, trial, param_name, param_distribution)
         params = self._trial_params(study, trial)
-        decided = {k: v for k, v in trial.params.items() if is_architecture_param(k)}
+        decided = {k: v for k, v in trial.params.items() if self._params.is_param(k)}
         if any(params.get(k) != v for k, v in decided.items()):
             # Some parameters came from elsewhere (PartialFixedSampler, a user's suggest before ours):
             # fill the rest from the chosen architecture, consistently with them.
-            params = conform_params(params_to_architecture(params), decided)
+            params = self._params.conform(self._params.from_params(params), decided)
         if param_name not in params:
             raise ValueError(
                 f"trial {trial.number}: parameter {param_name!r} does not belong to the architecture "
                 f"{self.__class__.__name__} chose for it (n_layers={params.get('n_layers')}; parameters "
-                f"{sorted(params)[:6]}...); call protran_tune.space.suggest_architecture(trial, space) with "
-                f"the sampler's space {self._space.name!r}"
+                f"{sorted(params)[:6]}...); suggest the architecture with the sampler's space {self._params.name!r}"
             )
         value = params[param_name]
         if not isinstance(param_distribution, CategoricalDistribution) or value not in param_distribution.choices:
@@ -199,7 +214,7 @@ class ArchitectureSampler(BaseSampler):
             raise ValueError(
                 f"trial {trial.number}: parameter {param_name!r}={value!r} of the chosen architecture is not in "
                 f"the objective's distribution {allowed!r}: the objective's design space differs from the "
-                f"sampler's {self._space.name!r}"
+                f"sampler's {self._params.name!r}"
             )
         return value
 
@@ -214,9 +229,9 @@ class ArchitectureSampler(BaseSampler):
         return params
 
     def _store(self, study: "Study", trial: "FrozenTrial", arch: Architecture, info: dict[str, Any]) -> dict[str, Any]:
-        params = conform_params(arch, trial.system_attrs.get("fixed_params") or {})
+        params = self._params.conform(arch, trial.system_attrs.get("fixed_params") or {})
         try:
-            recorded = params_to_architecture(params).to_json()
+            recorded = self._params.from_params(params).to_json()
         except (ValueError, TypeError):  # invalid fixed params: the objective will report them
             recorded = arch.to_json()
         storage = study._storage

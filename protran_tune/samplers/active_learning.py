@@ -12,6 +12,7 @@ from optuna.samplers import BaseSampler
 from optuna.trial import TrialState
 
 from protran_tune.samplers._base import ArchitectureSampler, trial_architecture
+from protran_tune.space.parameterization import DesignSpaceParameters
 from protran_tune.samplers.qmc import ArchitectureMapping
 from protran_tune.samplers.qmc_sampler import LatinHypercubeSampler, QMCArchitectureSampler
 from protran_tune.space.architecture import Architecture
@@ -24,13 +25,12 @@ if TYPE_CHECKING:
 
 _logger = optuna_logging.get_logger(__name__)
 
-DEFAULT_OBJECTIVES: tuple[str, ...] = ("latency", "energy", "peak_power")
-
 
 class ActiveLearningSampler(ArchitectureSampler):
     """Propose the candidate architecture of highest normalised surrogate uncertainty (ProTran IV.D).
 
-    For studies whose values include latency, energy and peak power (``objective_names``). Until
+    Learns whatever objectives the study has (1 to k; ``objective_names`` picks some by the study's metric
+    names). Until
     ``n_startup_trials`` trials have completed with finite values, trial ``i`` takes point ``i`` of
     ``seed_sampler`` (default: a Latin hypercube of ``n_startup_trials`` points). Afterwards, each trial:
 
@@ -59,8 +59,9 @@ class ActiveLearningSampler(ArchitectureSampler):
         seed_sampler: whole-architecture sampler of the startup trials (same space).
         n_candidates: size of the random candidate pool (ignored with ``candidates``).
         candidates: a fixed pool of architectures to choose from (pool-based active learning).
-        objective_names: the study metrics used as targets; matched by ``study.metric_names`` when set,
-            else the study must have exactly these objectives in this order.
+        objective_names: the study metrics used as targets, matched by ``study.metric_names`` (``None``,
+            the default: every objective of the study); without metric names the study must have exactly
+            as many objectives, in this order.
         normaliser: passed to ``select_queries`` (``None``: its default, the targets' maxima).
         acquisition: a query rule of :data:`~protran_tune.samplers.acquisition.ACQUISITIONS`
             (``"uncertainty"``: largest normalised std; ``"variance-reduction"``: largest integrated
@@ -68,7 +69,8 @@ class ActiveLearningSampler(ArchitectureSampler):
             ``select_queries`` with the same signature ``(surrogate, X, k=1, normaliser=...) -> indices``
             (``None``: ``"uncertainty"``).
         seed: seed of the candidate pools and the surrogate.
-        independent_sampler: sampler for non-architecture parameters (``None``: those are an error).
+        independent_sampler: sampler for non-architecture parameters (``None``: ``RandomSampler(seed)``,
+            announced by a warning when first used).
 
     Example:
 
@@ -87,7 +89,7 @@ class ActiveLearningSampler(ArchitectureSampler):
                 directions=["minimize"] * 3, storage="sqlite:///protran.db",
                 sampler=ActiveLearningSampler("bdt", "flexibert2", n_startup_trials=16, seed=0),
             )
-            study.set_metric_names(["latency", "energy", "peak_power"])
+            study.set_metric_names(["latency_s", "energy_j", "peak_power_w"])
             study.optimize(objective, n_trials=64)
     """
 
@@ -102,21 +104,23 @@ class ActiveLearningSampler(ArchitectureSampler):
         seed_sampler: ArchitectureSampler | None = None,
         n_candidates: int = 2048,
         candidates: Sequence[Architecture] | None = None,
-        objective_names: Sequence[str] = DEFAULT_OBJECTIVES,
+        objective_names: Sequence[str] | None = None,
         normaliser: Any = None,
         acquisition: str | Callable[..., Any] | None = None,
         seed: int | None = None,
         independent_sampler: BaseSampler | None = None,
     ) -> None:
-        super().__init__(space, independent_sampler=independent_sampler)
+        super().__init__(space, independent_sampler=independent_sampler, seed=seed)
+        if not isinstance(self._params, DesignSpaceParameters):
+            raise ValueError(f"ActiveLearningSampler searches a design space (e.g. flexibert2), not the sub-space {self._params.name!r}")
         for name, value, low in (("n_startup_trials", n_startup_trials, 0), ("n_candidates", n_candidates, 1)):
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
                 raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0):
             raise ValueError(f"seed must be a non-negative integer or None, got {seed!r}")
-        names = tuple(objective_names)
-        if not names or not all(isinstance(n, str) for n in names) or len(set(names)) != len(names):
-            raise ValueError(f"objective_names must be distinct metric names, got {objective_names!r}")
+        names = None if objective_names is None else tuple(objective_names)
+        if names is not None and (not names or not all(isinstance(n, str) for n in names) or len(set(names)) != len(names)):
+            raise ValueError(f"objective_names must be distinct metric names or None, got {objective_names!r}")
         self._seed = int(np.random.SeedSequence().entropy % (2**31)) if seed is None else int(seed)
         if isinstance(surrogate, str):
             from protran_tune.surrogates import make_surrogate
@@ -189,8 +193,18 @@ class ActiveLearningSampler(ArchitectureSampler):
             return np.asarray(embeddings, dtype=np.float64)
         return self._encoder.transform(embeddings)
 
+    def objective_names(self, study: "Study") -> list[str]:
+        """Names of the targets learned in ``study``: ``objective_names``, else its metric names, else
+        ``objective0, objective1, ...``."""
+        if self._objective_names is not None:
+            return list(self._objective_names)
+        names = study.metric_names
+        return list(names) if names is not None else [f"objective{i}" for i in range(len(study.directions))]
+
     def target_indices(self, study: "Study") -> list[int]:
         """Positions of ``objective_names`` among the study's values; ``ValueError`` if absent."""
+        if self._objective_names is None:
+            return list(range(len(study.directions)))
         names = study.metric_names
         if names is not None:
             missing = [n for n in self._objective_names if n not in names]
@@ -219,7 +233,7 @@ class ActiveLearningSampler(ArchitectureSampler):
             if not all(math.isfinite(v) for v in y):
                 skipped += 1
                 continue
-            arch = trial_architecture(t)
+            arch = trial_architecture(t, self._params)
             if arch is None or not self._space.contains(arch):
                 continue
             numbers.append(t.number)
@@ -291,8 +305,8 @@ class ActiveLearningSampler(ArchitectureSampler):
             "n_skipped_nonfinite": skipped,
             "n_candidates": int(len(E)),
             "acquisition": self._acquisition_name,
-            "predicted_mean": dict(zip(self._objective_names, np.asarray(mean, dtype=float).ravel().tolist())),
-            "predicted_std": dict(zip(self._objective_names, np.asarray(std, dtype=float).ravel().tolist())),
+            "predicted_mean": dict(zip(self.objective_names(study), np.asarray(mean, dtype=float).ravel().tolist())),
+            "predicted_std": dict(zip(self.objective_names(study), np.asarray(std, dtype=float).ravel().tolist())),
         }
         if n_done < self._n_startup_trials:
             _logger.info(

@@ -42,7 +42,8 @@ class QMCArchitectureSampler(ArchitectureSampler):
             workers in other processes draw from the same set.
         scramble: randomise the sequence (scipy's scrambling; Hammersly: also a random shift).
         exclude_duplicates: redraw architectures already present in the study.
-        independent_sampler: sampler for non-architecture parameters (``None``: those are an error).
+        independent_sampler: sampler for non-architecture parameters (``None``: ``RandomSampler(seed)``,
+            announced by a warning when first used).
 
     Example:
 
@@ -68,7 +69,7 @@ class QMCArchitectureSampler(ArchitectureSampler):
         exclude_duplicates: bool = True,
         independent_sampler: BaseSampler | None = None,
     ) -> None:
-        super().__init__(space, independent_sampler=independent_sampler)
+        super().__init__(space, independent_sampler=independent_sampler, seed=seed)
         self._method = check_method(method)
         if isinstance(n_points, bool) or not isinstance(n_points, (int, np.integer)) or n_points < 1:
             raise ValueError(f"n_points must be a positive integer, got {n_points!r}")

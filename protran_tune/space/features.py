@@ -22,6 +22,13 @@ need few inputs on small data: ``n_layers``, ``encoder_params_m``, ``encoder_gfl
 ``head_dims_<family>`` (sum of head sizes over all heads of an op family: ``sa`` self-attention,
 ``l`` linear transform, ``c`` convolution; families absent from the space are left out) and
 ``ff_width_sum``.
+
+``accuracy_transform(E)`` gives a compact set for accuracy predictors (what decides quality rather than
+cost): ``n_layers``, ``hidden_mean``, ``encoder_params_m``, ``op_layers_<op>`` (layer-equivalents of each
+head op: per layer, the share of its heads of that op, summed over layers), ``heads_per_layer`` and
+``ff_depth_per_layer``, ``ff_width_per_layer`` (means over layers). ``layer_transform(E)`` is positional:
+``n_layers`` and, per layer ``j < L`` (zero when absent), ``l{j}_hidden``, ``l{j}_share_<op>`` (share of the
+layer's heads of each op), ``l{j}_n_heads``, ``l{j}_ff_width`` (mean width) and ``l{j}_ff_depth``.
 """
 
 from __future__ import annotations
@@ -126,6 +133,36 @@ class FeatureEncoder:
     def cost_transform(self, embeddings: np.ndarray | Sequence[Sequence[int]]) -> np.ndarray:
         """Compact cost features ``(n, len(cost_feature_names_))`` of embeddings (see module docstring)."""
         return self.transform(embeddings)[:, : self.n_global_features_] @ self._cost_matrix[1]
+
+    @property
+    def accuracy_feature_names_(self) -> list[str]:
+        ops = [op.replace("-", "_") for op in self.space.head_ops]
+        return (["n_layers", "hidden_mean", "encoder_params_m"] + [f"op_layers_{o}" for o in ops]
+                + ["heads_per_layer", "ff_depth_per_layer", "ff_width_per_layer"])
+
+    def accuracy_transform(self, embeddings: np.ndarray | Sequence[Sequence[int]]) -> np.ndarray:
+        """Accuracy features ``(n, len(accuracy_feature_names_))`` of embeddings (see module docstring)."""
+        F = self.transform(embeddings)
+        m, L, g = len(self.space.head_ops), self.space.max_layers, self.n_global_features_
+        per = F[:, g:].reshape(len(F), L, 7 + m)
+        n_heads = per[..., 1]
+        share = per[..., 3 : 3 + m] / np.maximum(n_heads, 1)[..., None]  # (n, L, m), 0 for absent layers
+        n_layers = F[:, 0]
+        return np.column_stack([
+            n_layers, F[:, 3 + 2 * m], F[:, 1], share.sum(1),
+            n_heads.sum(1) / n_layers, per[..., 4 + m].sum(1) / n_layers, per[..., 3 + m].sum(1) / n_layers,
+        ])
+
+    def layer_transform(self, embeddings: np.ndarray | Sequence[Sequence[int]]) -> np.ndarray:
+        """Positional features ``(n, 1 + L * (m + 4))`` of embeddings (see module docstring)."""
+        F = self.transform(embeddings)
+        m, L, g = len(self.space.head_ops), self.space.max_layers, self.n_global_features_
+        per = F[:, g:].reshape(len(F), L, 7 + m)
+        n_heads = per[..., 1]
+        share = per[..., 3 : 3 + m] / np.maximum(n_heads, 1)[..., None]
+        width = per[..., 3 + m] / np.maximum(per[..., 4 + m], 1)
+        cols = np.concatenate([per[..., :1], share, n_heads[..., None], width[..., None], per[..., 4 + m : 5 + m]], axis=-1)
+        return np.column_stack([F[:, 0], cols.reshape(len(F), -1)])
 
     # ----------------------------------------------------------------- per-head constants
     def _head_coefficients(self) -> tuple[np.ndarray, ...]:

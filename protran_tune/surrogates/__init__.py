@@ -10,19 +10,21 @@
 ``bdt``                   bootstrap ensemble of gradient-boosted trees, calibrated std, ``encoder="global"``
 ``boshnas``               teacher/student/NPN networks; GOBI query selection
 ``protran-adaboost``      the original ProTran method: AdaBoost over 500 trees on the raw embedding
+``rf``                    random forest, std from the trees' spread, ``encoder="layers"`` (positional)
 ``ensemble``              equal-weight mixture of named surrogates (default: BDT on raw + log targets)
 ========================  =====================================================================
 
 All of them take ProTran embeddings ``(n, 37)`` as ``X`` by default (``encoder`` parameter:
 ``features``/``global``/``cost`` encode them with :class:`~protran_tune.space.FeatureEncoder`, ``embedding``
-uses them raw, ``identity`` takes any numeric matrix) and targets ``Y`` (n, k).
+uses them raw, ``identity`` takes any numeric matrix; ``accuracy`` and ``layers`` are the accuracy sets)
+and targets ``Y`` (n, k).
 """
 
 from __future__ import annotations
 
 from typing import Any, Callable
 
-from protran_tune.surrogates.base import TARGETS, EncodedSurrogate, Surrogate, check_xy
+from protran_tune.surrogates.base import EncodedSurrogate, Surrogate, check_xy
 
 
 def _gp() -> type:
@@ -49,6 +51,12 @@ def _boshnas() -> type:
     return BOSHNASSurrogate
 
 
+def _rf() -> type:
+    from protran_tune.surrogates.tree import RandomForestSurrogate
+
+    return RandomForestSurrogate
+
+
 def _ensemble() -> type:
     from protran_tune.surrogates.ensemble import EnsembleSurrogate
 
@@ -67,6 +75,7 @@ SURROGATES: dict[str, Callable[[], type]] = {
     "bdt": _bdt,
     "boshnas": _boshnas,
     "protran-adaboost": _adaboost,
+    "rf": _rf,
     "ensemble": _ensemble,
 }
 
@@ -96,6 +105,6 @@ def make_surrogate(name: str, random_state: int | None = None, **params: Any) ->
 
 
 __all__ = [
-    "TARGETS", "Surrogate", "EncodedSurrogate", "check_xy", "SURROGATES", "available_surrogates",
+    "Surrogate", "EncodedSurrogate", "check_xy", "SURROGATES", "available_surrogates",
     "surrogate_class", "make_surrogate",
 ]

@@ -13,8 +13,6 @@ from typing import Any
 
 import numpy as np
 
-TARGETS: tuple[str, ...] = ("latency", "energy", "peak_power")
-
 
 def check_xy(X: Any, Y: Any | None = None) -> tuple[np.ndarray, np.ndarray | None]:
     """Validate and convert ``X`` (n, d) and ``Y`` (n, k) to float64; clear ``ValueError`` otherwise."""
@@ -53,7 +51,7 @@ class Surrogate:
 
 
 # --------------------------------------------------------------------------- shared machinery
-ENCODERS: tuple[str, ...] = ("features", "global", "cost", "embedding", "identity")
+ENCODERS: tuple[str, ...] = ("features", "global", "cost", "accuracy", "layers", "embedding", "identity")
 _CHUNK = 8192  # rows encoded and predicted at a time (keeps temporaries in cache, bounds memory)
 
 
@@ -70,6 +68,10 @@ class EncodedSurrogate(Surrogate):
       the FlexiBERT 2.0 space) and dropping the per-layer ones;
     * ``"cost"``: the compact cost set of :meth:`~protran_tune.space.FeatureEncoder.cost_transform`
       (layers, parameters, FLOPs, head dimensions per op family, feed-forward width: 7 columns);
+    * ``"accuracy"``: the accuracy set of :meth:`~protran_tune.space.FeatureEncoder.accuracy_transform`
+      (layers, hidden size, parameters, layer-equivalents per op, heads and feed-forward per layer);
+    * ``"layers"``: the positional set of :meth:`~protran_tune.space.FeatureEncoder.layer_transform`
+      (per layer: hidden size, op shares, heads, feed-forward width and depth);
     * ``"embedding"``: ``X`` holds embeddings, used as raw numbers (the original ProTran input);
     * ``"identity"``: ``X`` is any numeric matrix ``(n, d)``, standardised as is.
 
@@ -116,6 +118,10 @@ class EncodedSurrogate(Surrogate):
         fe = self._feature_encoder()
         if self.encoder == "cost":
             return fe.cost_transform(E.astype(np.int64))
+        if self.encoder == "accuracy":
+            return fe.accuracy_transform(E.astype(np.int64))
+        if self.encoder == "layers":
+            return fe.layer_transform(E.astype(np.int64))
         F = fe.transform(E.astype(np.int64))
         return F[:, : fe.n_global_features_] if self.encoder == "global" else F
 

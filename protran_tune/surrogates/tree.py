@@ -90,3 +90,43 @@ class ProTranAdaBoostSurrogate(EncodedSurrogate, BaseEstimator):
             [np.stack([t.tree_.predict(Z32).reshape(len(Z32), -1)[:, 0] for t in m.estimators_]).std(axis=0) for m in self.models_], axis=1
         )
         return mean, std
+
+
+class RandomForestSurrogate(EncodedSurrogate, BaseEstimator):
+    """A random forest (scikit-learn); the std is the spread of the trees' predictions.
+
+    Args:
+        n_estimators, min_samples_leaf, max_features: forest settings.
+        encoder, space: input encoding (default ``"layers"``: per-layer op shares, heads and feed-forward,
+            the positional description that ranks NAS-Bench-BERT's GLUE best, ``benchmarks/bench_accuracy.py``).
+        random_state: seed of the bootstrap samples and feature draws.
+    """
+
+    def __init__(
+        self,
+        n_estimators: int = 300,
+        min_samples_leaf: int = 2,
+        max_features: float | str | None = 1.0,
+        encoder: str = "layers",
+        space: str = "flexibert2",
+        random_state: int | None = None,
+    ) -> None:
+        self.n_estimators = n_estimators
+        self.min_samples_leaf = min_samples_leaf
+        self.max_features = max_features
+        self.encoder = encoder
+        self.space = space
+        self.random_state = random_state
+
+    def _fit(self, Z: np.ndarray, Y: np.ndarray) -> None:
+        from sklearn.ensemble import RandomForestRegressor
+
+        self.forest_ = RandomForestRegressor(
+            n_estimators=self.n_estimators, min_samples_leaf=self.min_samples_leaf, max_features=self.max_features,
+            random_state=self.random_state, n_jobs=1,
+        ).fit(Z, Y if Y.shape[1] > 1 else Y[:, 0])
+
+    def _predict(self, Z: np.ndarray, return_std: bool):
+        per_tree = np.stack([t.predict(Z).reshape(len(Z), -1) for t in self.forest_.estimators_])  # (T, n, k)
+        mean = per_tree.mean(0)
+        return (mean, per_tree.std(0)) if return_std else mean

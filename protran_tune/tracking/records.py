@@ -11,10 +11,11 @@ from __future__ import annotations
 import math
 from typing import Any, Mapping
 
+from protran_tune.objectives.targets import HARDWARE_TARGETS
 from protran_tune.platforms.measurement import Measurement
 from protran_tune.space import Architecture
 
-METRIC_NAMES: list[str] = ["latency_s", "energy_j", "peak_power_w"]
+METRIC_NAMES: list[str] = list(HARDWARE_TARGETS)
 TRACE_FIELDS = ("t_s", "power_w")
 
 

@@ -1,9 +1,10 @@
 """Fit surrogates on measured architectures and evaluate them on an honest held-out set.
 
-Data come from an Optuna study (``COMPLETE`` trials with an ``architecture`` user attr) or from
-``measure`` JSONL files. Targets are ``Y`` (n, 3): per-sequence latency (s), energy (J) and peak power
-(W), normalised by their maximum over the data (as the paper and the replay benchmark do), so test MSE
-reads as a fraction of the largest value (0.003 = 0.3%).
+Data come from an Optuna study (``COMPLETE`` trials with an ``architecture`` user attr; the targets are
+the study's metric names) or from ``measure`` JSONL files (the hardware targets ``latency_s``,
+``energy_j``, ``peak_power_w`` per sequence). Targets are normalised by their maximum over the data (as
+the paper and the replay benchmark do), so test MSE reads as a fraction of the largest value (0.003 =
+0.3%). Scores come from the one held-out scorer, :mod:`protran_tune.objectives.scoring`.
 
 Fitted surrogates are logged to MLflow as ``pyfunc`` models (:class:`SurrogateModel`): input a
 DataFrame with an ``architecture`` column (JSON), output mean and std per target in physical units.
@@ -20,26 +21,29 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from protran_tune.tracking.records import architecture_from_attr
+from protran_tune.objectives.scoring import HeldOutScore, score_heldout, split_test
+from protran_tune.objectives.targets import HARDWARE_TARGETS, canonical_name
 from protran_tune.space import Architecture, get_space
-
-TARGET_NAMES: tuple[str, ...] = ("latency", "energy", "peak_power")
+from protran_tune.tracking.records import architecture_from_attr
 
 
 @dataclass
 class Dataset:
-    """Measured architectures and their per-sequence targets (physical units)."""
+    """Measured architectures and their target values (physical units)."""
 
     archs: list[Architecture]
-    Y: np.ndarray  # (n, 3) latency s, energy J, peak power W per sequence
+    Y: np.ndarray  # (n, k) values of ``targets``
     platforms: list[str] = field(default_factory=list)
+    targets: tuple[str, ...] = HARDWARE_TARGETS
 
     def __len__(self) -> int:
         return len(self.archs)
 
 
-def dataset_from_trials(trials: Iterable[Any]) -> Dataset:
-    """Dataset of finished Optuna trials (COMPLETE, with an ``architecture`` user attr)."""
+def dataset_from_trials(trials: Iterable[Any], metric_names: Sequence[str] | None = None) -> Dataset:
+    """Dataset of finished Optuna trials (COMPLETE, with an ``architecture`` user attr); the targets are
+    ``metric_names`` (the study's; default the hardware targets)."""
+    targets = tuple(canonical_name(n) for n in metric_names) if metric_names else HARDWARE_TARGETS
     archs, ys, plats = [], [], []
     for t in trials:
         if t.values is None or "architecture" not in t.user_attrs:
@@ -47,7 +51,7 @@ def dataset_from_trials(trials: Iterable[Any]) -> Dataset:
         archs.append(architecture_from_attr(t.user_attrs["architecture"]))
         ys.append(list(t.values))
         plats.append(t.user_attrs.get("platform", ""))
-    return Dataset(archs, np.asarray(ys, dtype=np.float64).reshape(-1, len(TARGET_NAMES)), plats)
+    return Dataset(archs, np.asarray(ys, dtype=np.float64).reshape(-1, len(targets)), plats, targets)
 
 
 def dataset_from_study(storage: Any, study_name: str) -> Dataset:
@@ -61,7 +65,7 @@ def dataset_from_study(storage: Any, study_name: str) -> Dataset:
     except KeyError:
         names = [s.study_name for s in optuna.get_all_study_summaries(storage)]
         raise UsageError(f"study {study_name!r} not found in the storage; studies there: {names}") from None
-    return dataset_from_trials(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+    return dataset_from_trials(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)), study.metric_names)
 
 
 def read_records(path: str | Path) -> Iterable[tuple[int, dict[str, Any]]]:
@@ -105,7 +109,7 @@ def dataset_from_files(paths: Sequence[str | Path]) -> tuple[Dataset, list[str]]
             archs.append(arch)
             ys.append(y)
             plats.append(m.platform)
-    return Dataset(archs, np.asarray(ys, dtype=np.float64).reshape(-1, len(TARGET_NAMES)), plats), skipped
+    return Dataset(archs, np.asarray(ys, dtype=np.float64).reshape(-1, len(HARDWARE_TARGETS)), plats), skipped
 
 
 # --------------------------------------------------------------------------- surrogates
@@ -127,71 +131,58 @@ def embed(space: str, archs: Sequence[Architecture]) -> np.ndarray:
 
 @dataclass
 class Evaluation:
-    """Held-out quality of a surrogate on normalised targets."""
+    """Held-out quality of a surrogate (:class:`~protran_tune.objectives.scoring.HeldOutScore`) and its
+    test predictions in physical units."""
 
-    n_train: int
-    n_test: int
-    test_mse: dict[str, float]
-    kendall_tau: dict[str, float]
-    within_10pct: dict[str, float]
-    coverage_1std: dict[str, float]
-    y_true: np.ndarray  # (n_test, 3) physical units
+    score: HeldOutScore
+    y_true: np.ndarray  # (n_test, k)
     y_pred: np.ndarray
     y_std: np.ndarray
 
+    @property
+    def n_train(self) -> int:
+        return self.score.n_train
+
+    @property
+    def n_test(self) -> int:
+        return self.score.n_test
+
     def converged(self, threshold: float) -> bool:
-        return all(v < threshold for v in self.test_mse.values())
+        return self.score.converged(threshold)
 
     def metrics(self) -> dict[str, float]:
-        out: dict[str, float] = {}
-        for group, values in (("test_mse", self.test_mse), ("kendall_tau", self.kendall_tau),
-                              ("within_10pct", self.within_10pct), ("coverage_1std", self.coverage_1std)):
-            out.update({f"{group}_{k}": v for k, v in values.items() if math.isfinite(v)})
-        return out
+        return self.score.metrics()
 
     def curve_point(self) -> dict[str, Any]:
-        return {"n_samples": self.n_train, "test_mse": self.test_mse, "kendall_tau": self.kendall_tau,
-                "within_10pct": self.within_10pct}
+        return self.score.curve_point()
 
 
 def fit_and_evaluate(surrogate: Any, space: str, train: Dataset, test: Dataset,
                      scale: np.ndarray | None = None) -> Evaluation:
     """Fit on ``train`` (normalised by ``scale``, default max over train and test) and score on ``test``."""
-    from scipy.stats import kendalltau
-
     if len(train) < 2 or len(test) < 2:
         raise ValueError(f"need at least 2 train and 2 test architectures, got {len(train)} and {len(test)}")
     if scale is None:
-        scale = np.maximum(np.vstack([train.Y, test.Y]).max(0), 1e-30)
+        scale = np.maximum(np.abs(np.vstack([train.Y, test.Y])).max(0), 1e-30)
     Xtr, Xte = embed(space, train.archs), embed(space, test.archs)
     surrogate.fit(Xtr, train.Y / scale)
     mean, std = surrogate.predict(Xte, return_std=True)
-    mean, std = np.asarray(mean).reshape(len(test), -1), np.asarray(std).reshape(len(test), -1)
-    yt = test.Y / scale
-    mse, tau, within, cover = {}, {}, {}, {}
-    for k, name in enumerate(TARGET_NAMES):
-        mse[name] = float(np.mean((mean[:, k] - yt[:, k]) ** 2))
-        t = kendalltau(mean[:, k], yt[:, k]).statistic
-        tau[name] = float(t) if t is not None and math.isfinite(t) else float("nan")
-        within[name] = float(np.mean(np.abs(mean[:, k] - yt[:, k]) <= 0.1 * np.abs(yt[:, k])))
-        cover[name] = float(np.mean(np.abs(mean[:, k] - yt[:, k]) <= std[:, k])) if np.isfinite(std[:, k]).all() else float("nan")
-    return Evaluation(len(train), len(test), mse, tau, within, cover, test.Y, mean * scale, std * scale)
+    mean, std = np.asarray(mean).reshape(len(test), -1) * scale, np.asarray(std).reshape(len(test), -1) * scale
+    score = score_heldout(test.Y, mean, std, targets=train.targets, scale=scale,
+                          depth=[a.n_layers for a in test.archs], n_train=len(train))
+    return Evaluation(score, test.Y, mean, std)
 
 
 def split(data: Dataset, test_fraction: float, seed: int) -> tuple[Dataset, Dataset]:
-    """Seeded random split (not by query order)."""
-    if not 0 < test_fraction < 1:
-        raise ValueError(f"test_fraction must lie in (0, 1), got {test_fraction!r}")
-    rng = np.random.default_rng(seed)
-    order = rng.permutation(len(data))
-    n_test = max(2, int(round(test_fraction * len(data))))
-    te, tr = order[:n_test], order[n_test:]
+    """Seeded random split (:func:`~protran_tune.objectives.scoring.split_test`, not by query order)."""
+    test = split_test(len(data), test_fraction, seed)
+    train = np.setdiff1d(np.arange(len(data)), test)
 
     def take(idx: np.ndarray) -> Dataset:
         return Dataset([data.archs[i] for i in idx], data.Y[idx],
-                       [data.platforms[i] for i in idx] if data.platforms else [])
+                       [data.platforms[i] for i in idx] if data.platforms else [], data.targets)
 
-    return take(tr), take(te)
+    return take(train), take(test)
 
 
 # --------------------------------------------------------------------------- MLflow model
@@ -206,11 +197,13 @@ except ImportError:  # measuring machines without MLflow still import this modul
 class SurrogateModel(_PythonModel):  # type: ignore[misc, valid-type]
     """MLflow pyfunc wrapper: architectures (JSON column) -> per-target mean and std, physical units."""
 
-    def __init__(self, surrogate: Any, space: str, seq_len: int, scale: Sequence[float]) -> None:
+    def __init__(self, surrogate: Any, space: str, seq_len: int, scale: Sequence[float],
+                 targets: Sequence[str] = HARDWARE_TARGETS) -> None:
         self.surrogate = surrogate
         self.space = space
         self.seq_len = seq_len
         self.scale = np.asarray(scale, dtype=np.float64)
+        self.targets = tuple(targets)
 
     def predict(self, context, model_input, params=None):  # noqa: ANN001, ANN201 (MLflow inspects hints)
         """``model_input``: DataFrame with an ``architecture`` column (JSON) -> DataFrame of mean/std."""
@@ -222,7 +215,7 @@ class SurrogateModel(_PythonModel):  # type: ignore[misc, valid-type]
         mean, std = self.surrogate.predict(X, return_std=True)
         mean, std = np.asarray(mean) * self.scale, np.asarray(std) * self.scale
         data = {}
-        for k, name in enumerate(TARGET_NAMES):
+        for k, name in enumerate(getattr(self, "targets", HARDWARE_TARGETS)):  # models logged before targets
             data[name] = mean[:, k]
             data[f"{name}_std"] = std[:, k]
         return pd.DataFrame(data)
@@ -291,7 +284,7 @@ def fit_surrogates(data: Dataset, names: Sequence[str], *, space: str = "flexibe
     for name in names:
         evaluation = fit_and_evaluate(make_regressor(name, seed, space, **params), space, train, test, scale=scale)
         final = make_regressor(name, seed, space, **params).fit(embed(space, data.archs), data.Y / scale)
-        model = SurrogateModel(final, space, seq_len, scale)
+        model = SurrogateModel(final, space, seq_len, scale, data.targets)
         run_id = None
         if tracker is not None:
             platforms = sorted(set(data.platforms)) or ["?"]

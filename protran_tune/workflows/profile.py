@@ -29,6 +29,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from protran_tune.objectives.targets import HARDWARE_TARGETS, get_target
 from protran_tune.platforms import Workload
 from protran_tune.runtime import DEFAULT_MLFLOW_URI, DEFAULT_STORAGE
 from protran_tune.tracking.records import architecture_from_attr
@@ -432,10 +433,11 @@ class Profiler:
 
 
 def _samples_to_convergence(curve: list[dict[str, Any]], threshold: float) -> dict[str, int | None]:
-    out: dict[str, int | None] = {}
-    for name in ("latency", "energy", "peak_power"):
-        out[name] = next((p["n_samples"] for p in curve if p["test_mse"].get(name, 1.0) < threshold), None)
-    return out
+    from protran_tune.objectives.scoring import samples_to_convergence
+
+    if not curve:
+        return {t: None for t in HARDWARE_TARGETS}
+    return samples_to_convergence(curve, threshold, HARDWARE_TARGETS)["samples_to_convergence"]
 
 
 # --------------------------------------------------------------------------- outputs
@@ -474,7 +476,7 @@ def write_outputs(profiler: Profiler, result: ProfileResult, out_dir: Path) -> P
     if evaluation is not None:
         summary["final"] = evaluation.metrics()
         (out_dir / "predictions.json").write_text(json.dumps({
-            "targets": ["latency", "energy", "peak_power"], "units": ["s", "J", "W"],
+            "targets": list(HARDWARE_TARGETS), "units": [get_target(t).unit for t in HARDWARE_TARGETS],
             "y_true": evaluation.y_true.tolist(), "y_pred": evaluation.y_pred.tolist(),
             "y_std": evaluation.y_std.tolist(), "regressor": profiler.cfg.surrogate,
         }))

@@ -1,31 +1,33 @@
-"""Pool-based active learning replayed on a recorded measurement file.
+"""Pool-based active learning replayed on a recorded table (any targets of it).
 
 Protocol (honest split):
 
-1. a random test set (``test_fraction`` of the file, seeded by ``seed``) is drawn from the whole file
-   **before** any query and never queried;
-2. the seed set: ``seed_mode="recorded"`` takes the file's first ``seed_samples`` records (the recorded
-   Latin-hypercube seed) that are not in the test set and tops them up with random pool records to
-   ``seed_samples``; ``seed_mode="lhs"`` draws a fresh Latin hypercube over the rank-normalised global
-   features of the pool and takes the nearest unused pool record to each point;
-3. until ``budget`` samples: fit the surrogate on the revealed records (in file order, so that the
-   same records give the same model whatever the query order), score it on the test set, and
-   query ``batch_size`` more records from the rest of the pool — by ``strategy="uncertainty"``
+1. a random test set (``test_fraction`` of the table, seeded by ``seed``,
+   :func:`~protran_tune.objectives.scoring.split_test`) is drawn from the whole table **before** any
+   query and never queried;
+2. the seed set: ``seed_mode="recorded"`` takes the table's first ``seed_samples`` rows (for the ProTran
+   files, the recorded Latin-hypercube seed) that are not in the test set and tops them up with random
+   pool rows to ``seed_samples``; ``seed_mode="lhs"`` draws a fresh Latin hypercube over the
+   rank-normalised global features of the pool and takes the nearest unused pool row to each point;
+3. until ``budget`` samples: fit the surrogate on the revealed rows (in table order, so that the same
+   rows give the same model whatever the query order), score it on the test set with the one held-out
+   scorer (:func:`~protran_tune.objectives.scoring.score_heldout`), and query ``batch_size`` more rows
+   from the rest of the pool — by ``strategy="uncertainty"``
    (:func:`~protran_tune.samplers.acquisition.select_queries`, optionally among ``candidates`` random
-   pool records, as the original ProTran loop did with 64), by ``strategy="variance-reduction"``
-   (GP surrogates: the candidate whose observation most shrinks the posterior variance summed over the
-   candidates, ``method="variance-reduction"`` of ``select_queries``) or ``strategy="random"``; each query is
-   answered by the :class:`~protran_tune.platforms.replay.ReplayPlatform`.
+   pool rows, as the original ProTran loop did with 64), by ``strategy="variance-reduction"`` (GP
+   surrogates) or ``strategy="random"``; each query is answered by a
+   :class:`~protran_tune.objectives.providers.PoolLookup` of the table.
 
-Targets are normalised by their maximum over the whole file. At every step the curve records test
-MSE, Kendall tau, the fraction of predictions within 10% and the ±1σ/±2σ coverage per measure;
-``samples_to_convergence`` is the first sample count with test MSE below ``threshold`` (``None`` when
-never reached; ``floor`` then reports the lowest MSE reached and where).
+Targets (``targets``, default the ProTran three: ``latency_s``, ``energy_j``, ``peak_power_w``) are
+normalised by their maximum |value| over the whole table. Every curve point holds, per target, the test
+MSE, Kendall tau (overall and within fixed depth), top-k overlap, the share within 10% and the ±1σ/±2σ
+coverage (``curve[i]["test_mse"][t]``, ``curve[i]["kendall_tau"][t]``, ...); ``samples_to_convergence``
+is the first sample count with test MSE below ``threshold`` (``None`` when never reached; ``floor``
+then reports the lowest MSE reached and where).
 """
 
 from __future__ import annotations
 
-import math
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -33,8 +35,11 @@ from typing import Any, Callable
 
 import numpy as np
 
-from protran_tune.datasets import TARGETS, RecordedDataset
-from protran_tune.platforms.replay import ReplayPlatform
+from protran_tune.datasets.protran import RecordedDataset
+from protran_tune.datasets.table import Table
+from protran_tune.objectives.providers import PoolLookup
+from protran_tune.objectives.scoring import samples_to_convergence, score_heldout, split_test
+from protran_tune.objectives.targets import HARDWARE_TARGETS, parse_targets
 from protran_tune.samplers.acquisition import ACQUISITIONS
 
 STRATEGIES = (*ACQUISITIONS, "random")
@@ -58,8 +63,10 @@ class ReplayConfig:
     regressor_params: dict[str, Any] = field(default_factory=dict)
     density_weight: float = 0.0
     query_seed: int | None = None  # seed of random picks and candidate subsets; None: from ``seed``
+    targets: tuple[str, ...] = HARDWARE_TARGETS
 
     def validate(self) -> None:
+        self.targets = tuple(t.name for t in parse_targets(self.targets))
         if self.strategy not in STRATEGIES:
             raise ValueError(f"strategy must be one of {STRATEGIES}, got {self.strategy!r}")
         if self.seed_mode not in SEED_MODES:
@@ -84,43 +91,13 @@ class ReplayConfig:
             raise ValueError(f"threshold must be positive, got {self.threshold!r}")
 
 
-def _metrics(y: np.ndarray, mean: np.ndarray, std: np.ndarray) -> dict[str, dict[str, float | None]]:
-    from scipy.stats import kendalltau
-
-    out: dict[str, dict[str, float | None]] = {
-        "test_mse": {}, "kendall_tau": {}, "within_10pct": {}, "coverage_1std": {}, "coverage_2std": {}
-    }
-    for j, name in enumerate(TARGETS):
-        err = mean[:, j] - y[:, j]
-        out["test_mse"][name] = float(np.mean(err**2))
-        tau = kendalltau(mean[:, j], y[:, j]).statistic if len(y) >= 2 else float("nan")
-        out["kendall_tau"][name] = float(tau) if tau is not None and math.isfinite(tau) else None
-        out["within_10pct"][name] = float(np.mean(np.abs(err) <= 0.1 * np.abs(y[:, j])))
-        if np.isfinite(std[:, j]).all():
-            z = np.abs(err) / np.maximum(std[:, j], 1e-300)
-            out["coverage_1std"][name] = float(np.mean(z <= 1))
-            out["coverage_2std"][name] = float(np.mean(z <= 2))
-        else:
-            out["coverage_1std"][name] = out["coverage_2std"][name] = None
-    return out
-
-
-def split_test(n: int, test_fraction: float, seed: int) -> np.ndarray:
-    """Sorted indices of the held-out test set: ``max(2, round(test_fraction * n))`` random records."""
-    n_test = max(2, int(round(test_fraction * n)))
-    if n - n_test < 2:
-        raise ValueError(f"a dataset of {n} records leaves {n - n_test} for training at test_fraction={test_fraction}")
-    rng = np.random.default_rng([seed, 0])
-    return np.sort(rng.choice(n, n_test, replace=False))
-
-
-def _lhs_seed(ds: RecordedDataset, pool: np.ndarray, k: int, rng: np.random.Generator) -> list[int]:
+def _lhs_seed(E: np.ndarray, pool: np.ndarray, k: int, rng: np.random.Generator, space: str) -> list[int]:
     from scipy.stats import qmc, rankdata
 
     from protran_tune.space import FeatureEncoder
 
-    fe = FeatureEncoder(ds.space)
-    F = fe.transform(ds.embeddings[pool])[:, : fe.n_global_features_]  # whole-architecture columns
+    fe = FeatureEncoder(space)
+    F = fe.transform(E[pool])[:, : fe.n_global_features_]  # whole-architecture columns
     F = F[:, np.ptp(F, axis=0) > 0]
     U = np.column_stack([(rankdata(c) - 0.5) / len(c) for c in F.T])  # rank-normalised to (0, 1)
     points = qmc.LatinHypercube(d=U.shape[1], seed=rng).random(k)
@@ -135,120 +112,138 @@ def _lhs_seed(ds: RecordedDataset, pool: np.ndarray, k: int, rng: np.random.Gene
     return chosen
 
 
-def run_replay(
-    dataset: RecordedDataset, config: ReplayConfig, progress: Callable[[str], None] | None = None
-) -> dict[str, Any]:
-    """Run one active-learning replay; returns the JSON-ready result (see module docstring)."""
-    from protran_tune.samplers.acquisition import named_acquisition
-    from protran_tune.surrogates import make_surrogate
+def as_table(dataset: Table | RecordedDataset) -> Table:
+    """The replay pool as a :class:`Table` (a ProTran :class:`RecordedDataset` is converted)."""
+    return dataset.to_table() if isinstance(dataset, RecordedDataset) else dataset
 
-    config.validate()
-    surrogate = make_surrogate(config.regressor, random_state=config.seed, **config.regressor_params)
-    if config.strategy != "random" and not surrogate.supports_std:
-        raise ValueError(
-            f"regressor {config.regressor!r} has no uncertainty model: use --strategy random with it"
-        )
-    select_queries = named_acquisition(config.strategy, surrogate, config.seed) if config.strategy != "random" else None
-    t_start = time.perf_counter()
-    ds = dataset
-    platform = ReplayPlatform(ds)
-    n = len(ds)
-    E = ds.embeddings.astype(np.float64)
-    norm = ds.normaliser
+
+@dataclass
+class _Split:
+    test: np.ndarray  # sorted test rows
+    pool: np.ndarray  # the other rows, table order
+    seed: list[int]  # seed rows, in reveal order
+
+
+def _draw_split(table: Table, E: np.ndarray, config: ReplayConfig, rng: np.random.Generator) -> _Split:
+    n = len(table)
     test = split_test(n, config.test_fraction, config.seed)
     in_test = np.zeros(n, dtype=bool)
     in_test[test] = True
-    pool = np.flatnonzero(~in_test)  # file order
-    budget = min(config.budget, len(pool))
-    rng = np.random.default_rng([config.seed, 1])
-    n_seed = min(config.seed_samples, budget)
+    pool = np.flatnonzero(~in_test)
+    n_seed = min(config.seed_samples, config.budget, len(pool))
     if config.seed_mode == "recorded":
-        seed_idx = [int(i) for i in range(min(config.seed_samples, n)) if not in_test[i]][:n_seed]
-        rest = np.setdiff1d(pool, seed_idx)
-        if len(seed_idx) < n_seed:
-            seed_idx += [int(i) for i in rng.choice(rest, n_seed - len(seed_idx), replace=False)]
+        seed = [int(i) for i in range(min(config.seed_samples, n)) if not in_test[i]][:n_seed]
+        if len(seed) < n_seed:
+            seed += [int(i) for i in rng.choice(np.setdiff1d(pool, seed), n_seed - len(seed), replace=False)]
     else:
-        seed_idx = _lhs_seed(ds, pool, n_seed, rng)
+        seed = _lhs_seed(E.astype(np.int64), pool, n_seed, rng, "flexibert2")
+    return _Split(test, pool, seed)
+
+
+def _make_surrogate(config: ReplayConfig) -> tuple[Any, Any]:
+    from protran_tune.samplers.acquisition import named_acquisition
+    from protran_tune.surrogates import make_surrogate
+
+    surrogate = make_surrogate(config.regressor, random_state=config.seed, **config.regressor_params)
+    if config.strategy == "random":
+        return surrogate, None
+    if not surrogate.supports_std:
+        raise ValueError(f"regressor {config.regressor!r} has no uncertainty model: use --strategy random with it")
+    return surrogate, named_acquisition(config.strategy, surrogate, config.seed)
+
+
+def run_replay(
+    dataset: Table | RecordedDataset, config: ReplayConfig, progress: Callable[[str], None] | None = None
+) -> dict[str, Any]:
+    """Run one active-learning replay on a table (or ProTran file); the JSON-ready result (module docstring)."""
+    config.validate()
+    surrogate, select_queries = _make_surrogate(config)
+    t_start = time.perf_counter()
+    table = as_table(dataset)
+    oracle = PoolLookup(table, config.targets)
+    scale = np.maximum(np.abs(table.values(config.targets)).max(0), 1e-300)
+    E = table.embeddings().astype(np.float64)
+    depth = np.array([a.n_layers for a in table.archs])
+    rng = np.random.default_rng([config.seed, 1])
+    split = _draw_split(table, E, config, rng)
+    budget = min(config.budget, len(split.pool))
     revealed: list[int] = []
     Y_seen: list[np.ndarray] = []
 
-    def reveal(i: int) -> None:
-        if in_test[i]:  # guarded by construction; a violation would invalidate the experiment
-            raise AssertionError(f"record {ds.keys[i]!r} of the test set was about to be queried")
-        m = platform.measure_index(i)
-        obj = m.objectives()
-        Y_seen.append(np.array([obj[t] for t in TARGETS], dtype=np.float64) / norm)
-        revealed.append(i)
+    def reveal(rows: Any) -> None:
+        rows = [int(i) for i in rows]
+        if set(rows) & set(split.test.tolist()):  # guarded by construction; a violation would invalidate the run
+            raise AssertionError(f"a test row of {table.name!r} was about to be queried")
+        Y_seen.extend(oracle.lookup(rows) / scale)
+        revealed.extend(rows)
 
-    for i in seed_idx:
-        reveal(i)
+    reveal(split.seed)
     # the same split and seed set with another stream of random queries (e.g. an A/A comparison)
     query_rng = rng if config.query_seed is None else np.random.default_rng([config.query_seed, 3])
-    y_test = ds.Y[test]
+    y_test = oracle.lookup(split.test)
     curve: list[dict[str, Any]] = []
     fit_s: list[float] = []
     query_s: list[float] = []
-    final: dict[str, Any] = {}
     while True:
-        # fit on the revealed records in file order: the same records give the same model whatever
-        # the order in which they were queried (bootstrap resamples are drawn by position)
+        # fit on the revealed rows in table order: the same rows give the same model whatever the
+        # order in which they were queried (bootstrap resamples are drawn by position)
         order = np.argsort(revealed, kind="stable")
-        X_tr, Y_tr = E[np.asarray(revealed)[order]], np.stack(Y_seen)[order]
         t0 = time.perf_counter()
-        surrogate.fit(X_tr, Y_tr)
+        surrogate.fit(E[np.asarray(revealed)[order]], np.stack(Y_seen)[order])
         fit_s.append(time.perf_counter() - t0)
-        mean, std = surrogate.predict(E[test], return_std=True)
-        point = {"n_samples": len(revealed), **_metrics(y_test, mean, std)}
-        curve.append(point)
+        mean, std = surrogate.predict(E[split.test], return_std=True)
+        mean, std = np.asarray(mean) * scale, np.asarray(std) * scale
+        curve.append(score_heldout(y_test, mean, std, targets=config.targets, scale=scale, depth=depth[split.test],
+                                   n_train=len(revealed)).curve_point())
         if progress:
-            mse = " ".join(f"{k}={v:.4g}" for k, v in point["test_mse"].items())
-            progress(f"[{ds.device} {config.regressor}/{config.strategy} seed={config.seed}] n={len(revealed)} test MSE {mse}")
-        remaining = np.setdiff1d(pool, revealed)
+            mse = " ".join(f"{k}={v:.4g}" for k, v in curve[-1]["test_mse"].items())
+            progress(f"[{table.name} {config.regressor}/{config.strategy} seed={config.seed}] n={len(revealed)} test MSE {mse}")
+        remaining = np.setdiff1d(split.pool, revealed)
         if len(revealed) >= budget or len(remaining) == 0:
-            final = {"y_true": y_test.tolist(), "y_pred": mean.tolist(), "y_std": std.tolist()}
             break
         k = min(config.batch_size, budget - len(revealed), len(remaining))
         t0 = time.perf_counter()
-        if config.strategy == "random":
-            picks = query_rng.choice(remaining, k, replace=False)
-        else:
-            cand = remaining
-            if config.candidates is not None and config.candidates < len(remaining):
-                cand = np.sort(query_rng.choice(remaining, config.candidates, replace=False))
-            picks = cand[select_queries(surrogate, E[cand], k=k, density_weight=config.density_weight)]
+        reveal(_next_queries(surrogate, select_queries, E, remaining, k, config, query_rng))
         query_s.append(time.perf_counter() - t0)
-        for i in picks:
-            reveal(int(i))
+    final = {"y_true": y_test.tolist(), "y_pred": mean.tolist(), "y_std": std.tolist()}
+    timings = {"total_s": time.perf_counter() - t_start, "fit_s_mean": float(np.mean(fit_s)), "fit_s_last": fit_s[-1],
+               "query_s_mean": float(np.mean(query_s)) if query_s else None, "n_fits": len(fit_s)}
+    return _result(table, config, split, revealed, curve, final, timings, scale)
 
-    convergence: dict[str, int | None] = {}
-    floor: dict[str, dict[str, float]] = {}
-    for name in TARGETS:
-        hit = [p["n_samples"] for p in curve if p["test_mse"][name] < config.threshold]
-        convergence[name] = hit[0] if hit else None
-        best = min(curve, key=lambda p: p["test_mse"][name])
-        floor[name] = {"test_mse": best["test_mse"][name], "n_samples": best["n_samples"]}
-    both = [p["n_samples"] for p in curve if all(p["test_mse"][t] < config.threshold for t in TARGETS)]
+
+def _next_queries(surrogate: Any, select_queries: Any, E: np.ndarray, remaining: np.ndarray, k: int,
+                  config: ReplayConfig, rng: np.random.Generator) -> np.ndarray:
+    if select_queries is None:
+        return rng.choice(remaining, k, replace=False)
+    cand = remaining
+    if config.candidates is not None and config.candidates < len(remaining):
+        cand = np.sort(rng.choice(remaining, config.candidates, replace=False))
+    return cand[select_queries(surrogate, E[cand], k=k, density_weight=config.density_weight)]
+
+
+def _result(table: Table, config: ReplayConfig, split: _Split, revealed: list[int], curve: list[dict[str, Any]],
+            final: dict[str, Any], timings: dict[str, Any], scale: np.ndarray) -> dict[str, Any]:
     last = curve[-1]
+    dataset = {"name": table.name, "path": str(table.path) if table.path else None, "n_records": len(table),
+               "n_test": int(len(split.test)), "n_pool": int(len(split.pool)), "targets": list(config.targets),
+               "normaliser": dict(zip(config.targets, scale.tolist())),
+               "sources": {t: table.sources.get(t) for t in config.targets}, "skipped": list(table.skipped)}
+    for key in ("device", "batch_size", "runs"):
+        if key in table.meta:
+            dataset[key] = table.meta[key]
+    n_seed = len(split.seed)
     return {
-        "config": asdict(config),
-        "dataset": {**ds.describe(), "n_test": int(len(test)), "n_pool": int(len(pool))},
-        "test_keys": [ds.keys[i] for i in test],
-        "seed_keys": [ds.keys[i] for i in revealed[: len(seed_idx)]],
-        "queried_keys": [ds.keys[i] for i in revealed[len(seed_idx):]],
+        "config": {**asdict(config), "targets": list(config.targets)},
+        "dataset": dataset,
+        "test_keys": [table.ids[i] for i in split.test],
+        "seed_keys": [table.ids[i] for i in revealed[:n_seed]],
+        "queried_keys": [table.ids[i] for i in revealed[n_seed:]],
         "curve": curve,
-        "samples_to_convergence": convergence,
-        "samples_to_convergence_all": both[0] if both else None,
+        **samples_to_convergence(curve, config.threshold, config.targets),
         "threshold": config.threshold,
-        "floor": floor,
         "coverage": {"1std": last["coverage_1std"], "2std": last["coverage_2std"]},
         "final_predictions": final,
-        "timings": {
-            "total_s": time.perf_counter() - t_start,
-            "fit_s_mean": float(np.mean(fit_s)),
-            "fit_s_last": fit_s[-1],
-            "query_s_mean": float(np.mean(query_s)) if query_s else None,
-            "n_fits": len(fit_s),
-        },
+        "timings": timings,
     }
 
 

@@ -17,11 +17,12 @@ from typing import Any
 
 import numpy as np
 
+from protran_tune.objectives.targets import HARDWARE_TARGETS, get_target
 from protran_tune.reporting.figures import pyplot, save_figure
 
 log = logging.getLogger(__name__)
-TARGETS = ("latency", "energy", "peak_power")
-UNITS = {"latency": "s", "energy": "J", "peak_power": "W"}
+TARGETS = HARDWARE_TARGETS
+UNITS = {t: get_target(t).unit for t in TARGETS}
 
 
 def _records(path: Path) -> list[dict[str, Any]]:

@@ -1,6 +1,7 @@
 """Recorded ProTran measurement files: loading with validation (the replay pool).
 
-A file (``results_<device>_b<batch>_r<runs>.json``, see ``../shared/data/README.md``) is a JSON object
+A file (``results_<device>_b<batch>_r<runs>.json``, shipped as datasets ``protran:<device>``, see
+``files/protran/README.md``) is a JSON object
 keyed by an md5 of the model; each value holds ``model_dict``, ``model_type``, ``embedding`` (a
 string of the 37-dim ProTran embedding) and ``performance`` (``latency`` s, ``energy`` J per sequence,
 ``peak_power`` W). Insertion order is the original query order (the first 16 records are the shared
@@ -20,15 +21,19 @@ import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
 
+from protran_tune.objectives.targets import HARDWARE_TARGETS, get_target
 from protran_tune.space import Architecture, get_space
 
-TARGETS: tuple[str, ...] = ("latency", "energy", "peak_power")
-UNITS: dict[str, str] = {"latency": "s", "energy": "J", "peak_power": "W"}
+#: the keys of a record's ``performance`` object, in the order of :data:`HARDWARE_TARGETS`
+PERFORMANCE_KEYS: tuple[str, ...] = ("latency", "energy", "peak_power")
 ON_ERROR = ("raise", "skip")
+if TYPE_CHECKING:
+    from protran_tune.datasets.table import Table
+
 _NAME = re.compile(r"^results_(?P<device>.+)_b(?P<batch>\d+)_r(?P<runs>\d+)$")
 
 
@@ -91,9 +96,27 @@ class RecordedDataset:
             "batch_size": self.batch_size,
             "runs": self.runs,
             "n_records": len(self),
-            "normaliser": dict(zip(TARGETS, self.normaliser.tolist())),
+            "normaliser": dict(zip(HARDWARE_TARGETS, self.normaliser.tolist())),
             "skipped": list(self.skipped),
         }
+
+    @property
+    def source(self) -> str:
+        """``protran:<device>``: the name of this file's numbers in tables and results."""
+        return f"protran:{self.device}"
+
+    def to_table(self) -> "Table":
+        """The file as a generic :class:`~protran_tune.datasets.table.Table` (file order kept; metrics
+        ``latency_s``, ``energy_j``, ``peak_power_w`` per sequence)."""
+        from protran_tune.datasets.table import Table
+
+        return Table(
+            name=self.source, ids=self.keys, archs=self.archs,
+            metrics={t: self.Y_raw[:, j].copy() for j, t in enumerate(HARDWARE_TARGETS)},
+            sources={t: self.source for t in HARDWARE_TARGETS}, path=self.path, skipped=self.skipped,
+            meta={"device": self.device, "batch_size": self.batch_size, "runs": self.runs,
+                  "citation": "S. Tuli and N. K. Jha, ProTran/EdgeTran (JHA-Lab/protran, BSD-3-Clause)"},
+        )
 
 
 def _reject_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -132,14 +155,15 @@ def _check_record(key: str, value: Any, space: Any) -> tuple[Architecture, np.nd
         )
     perf = value["performance"]
     if not isinstance(perf, Mapping):
-        raise ValueError(f"performance must be an object with {list(TARGETS)}, got {perf!r}")
+        raise ValueError(f"performance must be an object with {list(PERFORMANCE_KEYS)}, got {perf!r}")
     ys = []
-    for name in TARGETS:
+    for name in PERFORMANCE_KEYS:
         v = perf.get(name)
+        unit = get_target(name).unit
         if isinstance(v, bool) or not isinstance(v, (int, float)):
-            raise ValueError(f"performance[{name!r}] must be a number ({UNITS[name]}), got {v!r}")
+            raise ValueError(f"performance[{name!r}] must be a number ({unit}), got {v!r}")
         if not math.isfinite(v) or v <= 0:
-            raise ValueError(f"performance[{name!r}] must be finite and positive ({UNITS[name]}), got {v!r}")
+            raise ValueError(f"performance[{name!r}] must be finite and positive ({unit}), got {v!r}")
         ys.append(float(v))
     return arch, emb, ys, str(value.get("model_type", ""))
 

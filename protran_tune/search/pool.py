@@ -1,0 +1,197 @@
+"""Pool mode: a recorded table is the search space and a true evaluation reveals one row.
+
+Every method is an Optuna sampler over the same parameters (those of the table's search space, e.g.
+:class:`~protran_tune.space.parameterization.NasBenchBertParameters`). A proposed architecture that is
+not an unevaluated row of the table goes to the **nearest row not yet evaluated**: the smallest Euclidean
+distance between the standardised global features of the architectures
+(:class:`~protran_tune.space.FeatureEncoder`, whole-architecture columns: layers, parameters, FLOPs,
+head dimensions per op, hidden sizes, feed-forward widths), ties to the first row in table order. The
+same rule applies to every method; the proposal is then recorded as a PRUNED trial (user attr
+``snapped_to``) and the evaluated row enters the study as a COMPLETE trial with its own parameters
+(``optuna.trial.create_trial``), so samplers learn from what was evaluated. ``n`` true evaluations are
+``n`` COMPLETE trials, each a distinct row.
+
+Quality is the hypervolume of the evaluated rows in a box fixed before the search
+(:class:`~protran_tune.search.hypervolume.Normaliser`): for NAS-Bench-BERT accuracy the floor is the median
+GLUE of the table's 2-layer, hidden-128 architectures (BERT-Tiny's size class); the caps of hardware
+costs are the table's worst values; the ideal end is the table's best value of each objective. Regret
+is the true front's hypervolume (all rows) minus the hypervolume found.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+
+from protran_tune.datasets.table import Table
+from protran_tune.objectives.targets import get_target
+from protran_tune.search.hypervolume import Normaliser, hypervolume
+from protran_tune.space.architecture import Architecture
+from protran_tune.space.parameterization import Parameterization, get_parameterization
+
+SNAP_RULE = ("a proposal that is not an unevaluated row goes to the nearest unevaluated row: smallest Euclidean "
+             "distance of standardised global architecture features (layers, parameters, FLOPs, head dimensions "
+             "per op, hidden sizes, feed-forward widths), ties to the first row in table order; identical for every method")
+
+
+@dataclass
+class PoolProblem:
+    """A table as a multi-objective search problem with a fixed normalisation box."""
+
+    table: Table
+    objectives: tuple[str, ...]
+    params: Parameterization
+    normaliser: Normaliser
+    constraints: dict[str, tuple[str, float]] = field(default_factory=dict)
+    reference_note: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        from protran_tune.space import FeatureEncoder
+
+        self.Y = self.table.values(self.objectives)
+        fe = FeatureEncoder(self.params.design_space)
+        F = fe.transform(self.table.embeddings(self.params.design_space.name))[:, : fe.n_global_features_]
+        self._mu, self._sd = F.mean(0), np.where(F.std(0) > 1e-12, F.std(0), 1.0)
+        self.F = (F - self._mu) / self._sd
+        self._fe = fe
+        self.feasible = self.feasibility(self.Y)
+        self.true_hv = hypervolume(self.normaliser.transform(self.Y[self.feasible]))
+
+    def feasibility(self, Y: np.ndarray) -> np.ndarray:
+        ok = np.ones(len(Y), dtype=bool)
+        for name, (op, bound) in self.constraints.items():
+            col = Y[:, self.objectives.index(name)]
+            ok &= col <= bound if op == "<=" else col >= bound
+        return ok
+
+    def features(self, arch: Architecture) -> np.ndarray:
+        e = self.params.design_space.embed(arch)[None]
+        return ((self._fe.transform(e)[:, : self._fe.n_global_features_] - self._mu) / self._sd)[0]
+
+    def snap(self, arch: Architecture, evaluated: set[int]) -> int:
+        """The row evaluated for a proposal (see :data:`SNAP_RULE`)."""
+        row = self.table.index_of(arch)
+        if row is not None and row not in evaluated:
+            return row
+        d = ((self.F - self.features(arch)) ** 2).sum(1)
+        d[list(evaluated)] = np.inf
+        return int(np.argmin(d))
+
+    def hv_of(self, rows: Sequence[int]) -> float:
+        rows = [r for r in rows if self.feasible[r]]
+        return hypervolume(self.normaliser.transform(self.Y[rows])) if rows else 0.0
+
+    def describe(self) -> dict[str, Any]:
+        return {"table": self.table.name, "records": len(self.table), "objectives": list(self.objectives),
+                "space": self.params.name, "reference_point": self.normaliser.to_dict(), "reference_note": self.reference_note,
+                "constraints": {k: list(v) for k, v in self.constraints.items()}, "true_hypervolume": self.true_hv,
+                "snap_rule": SNAP_RULE, "sources": {t: self.table.sources.get(t) for t in self.objectives}}
+
+
+def pool_problem(table: Table, objectives: Sequence[str], space: str = "nas-bench-bert",
+                 constraints: Mapping[str, tuple[str, float]] | None = None) -> PoolProblem:
+    """A :class:`PoolProblem` with the a-priori box of the module docstring."""
+    names = tuple(get_target(o).name for o in objectives)
+    params = get_parameterization(space)
+    bad = [a for a in table.archs if not params.contains(a)]
+    if bad:
+        raise ValueError(f"{len(bad)} architecture(s) of table {table.name!r} are outside the search space {params.name!r}")
+    Y = table.values(names)
+    worst, best, note = [], [], {}
+    for j, name in enumerate(names):
+        t = get_target(name)
+        col = Y[:, j]
+        if t.direction == "maximize":
+            small = [i for i, a in enumerate(table.archs) if a.n_layers == min(x.n_layers for x in table.archs)
+                     and max(a.hidden_sizes) == min(max(x.hidden_sizes) for x in table.archs)]
+            worst.append(float(np.median(col[small])))
+            best.append(float(col.max()))
+            note[name] = (f"floor: median {name} of the table's {len(small)} smallest-class architectures "
+                          "(fewest layers, smallest hidden size: BERT-Tiny's size class); ideal: the table's best")
+        else:
+            worst.append(float(col.max()))
+            best.append(float(col.min()))
+            note[name] = "cap: the table's worst value; ideal: the table's best"
+    norm = Normaliser(names, tuple(worst), tuple(best))
+    return PoolProblem(table, names, params, norm, dict(constraints or {}), note)
+
+
+# --------------------------------------------------------------------------- the run
+@dataclass
+class PoolRun:
+    """One method, one seed: the rows evaluated in order and the hypervolume after each."""
+
+    method: str
+    seed: int
+    rows: list[int]
+    hv: list[float]
+    snapped: int
+    seconds: float
+
+    def regret_at(self, n: int, true_hv: float) -> float:
+        return true_hv - self.hv[min(n, len(self.hv)) - 1]
+
+
+def run_pool_search(problem: PoolProblem, sampler: Any, budget: int, seed: int, method: str = "",
+                    progress: Callable[[str], None] | None = None) -> PoolRun:
+    """Evaluate ``budget`` distinct rows with ``sampler`` (see module docstring)."""
+    import optuna
+    from optuna.trial import TrialState, create_trial
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    directions = [get_target(o).direction for o in problem.objectives]
+    study = optuna.create_study(directions=directions, sampler=sampler)
+    study.set_metric_names(list(problem.objectives))
+    evaluated: list[int] = []
+    done: set[int] = set()
+    hv: list[float] = []
+    snapped = 0
+    t0 = time.perf_counter()
+    while len(evaluated) < min(budget, len(problem.table)):
+        trial = study.ask()
+        arch = problem.params.suggest(trial)
+        row = problem.snap(arch, done)
+        values = problem.Y[row].tolist()
+        row_arch = problem.table.archs[row]
+        if row_arch == arch:
+            _set_constraints(trial, problem, values)
+            study.tell(trial, values)
+        else:
+            snapped += 1
+            trial.set_user_attr("snapped_to", problem.table.ids[row])
+            study.tell(trial, state=TrialState.PRUNED)
+            study.add_trial(create_trial(
+                params=problem.params.to_params(row_arch), distributions=problem.params.distributions(row_arch),
+                values=values, user_attrs={"architecture": row_arch.to_json(), "proposed_by": trial.number},
+                system_attrs=_constraint_attrs(problem, values)))
+        evaluated.append(row)
+        done.add(row)
+        hv.append(problem.hv_of(evaluated))
+        if progress and len(evaluated) % 10 == 0:
+            progress(f"[{method} seed={seed}] {len(evaluated)} evaluations, regret {problem.true_hv - hv[-1]:.4f}")
+    return PoolRun(method, seed, evaluated, hv, snapped, time.perf_counter() - t0)
+
+
+def _constraint_attrs(problem: PoolProblem, values: Sequence[float]) -> dict[str, float]:
+    from optuna.study._constrained_optimization import _CONSTRAINTS_KEY
+
+    return {f"{_CONSTRAINTS_KEY}:{k}": v for k, v in constraint_values(problem.objectives, problem.constraints, values).items()}
+
+
+def _set_constraints(trial: Any, problem: PoolProblem, values: Sequence[float]) -> None:
+    for key, value in constraint_values(problem.objectives, problem.constraints, values).items():
+        trial.set_constraint(key, value)
+
+
+def constraint_values(objectives: Sequence[str], constraints: Mapping[str, tuple[str, float]],
+                      values: Sequence[float]) -> dict[str, float]:
+    """Optuna constraint values (feasible when <= 0) of objective ``values``: ``value - bound`` for
+    ``<=``, ``bound - value`` for ``>=``, keyed ``"<target><op><bound>"``."""
+    out = {}
+    for name, (op, bound) in constraints.items():
+        v = values[list(objectives).index(name)]
+        out[f"{name}{op}{bound:g}"] = v - bound if op == "<=" else bound - v
+    return out
