@@ -24,9 +24,9 @@ if TYPE_CHECKING:
 
 
 def _features(sampler: "ParetoSampler", archs: Sequence[Architecture]) -> np.ndarray:
-    from protran_tune.space import FeatureEncoder
+    from protran_tune.space.features import shared_encoder
 
-    fe = FeatureEncoder(sampler.space)
+    fe = shared_encoder(sampler.space)
     E = np.stack([sampler.space.embed(a) for a in archs])
     return np.hstack([fe.cost_transform(E), fe.accuracy_transform(E)])
 

@@ -187,6 +187,23 @@ class MlflowTracker:
         self.logged_trials(study).add(trial_number)
         return run_id
 
+    def log_nested_run(self, parent_run_id: str | None, run_name: str, *, role: str, arch: Architecture | None = None,
+                       params: Mapping[str, Any] | None = None, metrics: Mapping[str, float] | None = None,
+                       tags: Mapping[str, str] | None = None) -> str:
+        """One finished run under ``parent_run_id`` (tag ``protran.role`` = ``role``): architecture params and
+        JSON artifact, ``params``, ``metrics`` and ``tags``; returns its id (search evaluations and checks)."""
+        all_tags = {"protran.role": role, "mlflow.runName": run_name, **(tags or {})}
+        if parent_run_id:
+            all_tags["mlflow.parentRunId"] = parent_run_id
+        if arch is not None:
+            all_tags["protran.arch_hash"] = arch.content_hash()
+        run_id = self.client.create_run(self.experiment_id, tags=all_tags, run_name=run_name).info.run_id
+        self._log(run_id, params={**(architecture_params(arch) if arch is not None else {}), **(params or {})}, metrics=metrics)
+        if self.artifacts and arch is not None:
+            self.client.log_text(run_id, json.dumps(arch.to_dict(), indent=1), "architecture.json")
+        self.client.set_terminated(run_id, status="FINISHED")
+        return run_id
+
     # ----------------------------------------------------------------- helpers
     def _log(self, run_id: str, params: Mapping[str, Any] | None = None, metrics: Mapping[str, float] | None = None,
              step: int = 0) -> None:
