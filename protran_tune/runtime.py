@@ -221,7 +221,7 @@ def ray_session(
         ``{"address": ..., "started": bool}``. Token authentication stays on for local Rays
         (``RAY_AUTH_MODE=token`` unless the user set it); Ray generates the token on first start.
     """
-    from protran_tune.platforms.raycompat import ensure_ray_importable, use_loopback
+    from protran_tune.cluster.raycompat import ensure_ray_importable, use_loopback
 
     address = resolve_ray_address(address)
     restore_network: Callable[[], None] = lambda: None  # noqa: E731

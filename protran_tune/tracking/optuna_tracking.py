@@ -20,10 +20,10 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from protran_tune.platforms.measurement import Measurement
-from protran_tune.tracking.records import architecture_from_attr
+from protran_tune.platforms.records import record_key
 from protran_tune.space import Architecture
 from protran_tune.space.search_space import optuna_distributions
-from protran_tune.tracking.records import METRIC_NAMES, measurement_summary, objective_values, record_key
+from protran_tune.tracking.records import METRIC_NAMES, architecture_from_attr, measurement_summary, objective_values
 
 ROLE_ATTR = "protran:role"
 
@@ -45,14 +45,10 @@ def create_study(storage: Any, study_name: str, sampler: optuna.samplers.BaseSam
 
 def trial_attrs(arch: Architecture, m: Measurement | None, platform: str, workload: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """User attrs recorded on a trial (architecture, hash, platform, record key, measurement)."""
-    wl = dict(workload or {})
     attrs: dict[str, Any] = {"architecture": arch.to_json(), "arch_hash": arch.content_hash(), "platform": platform}
     if m is not None:
-        attrs.update(measurement=m.to_dict(include_trace=True), summary=measurement_summary(m), source=m.source,
-                     record_key=record_key(arch.content_hash(), platform, m.mode, m.batch_size, m.seq_len))
-    else:
-        attrs["record_key"] = record_key(arch.content_hash(), platform, wl.get("mode", "inference"),
-                                         wl.get("batch_size"), wl.get("seq_len"))
+        attrs.update(measurement=m.to_dict(include_trace=True), summary=measurement_summary(m), source=m.source)
+    attrs["record_key"] = record_key({**attrs, "workload": workload}, measured=True)
     return attrs
 
 

@@ -87,11 +87,6 @@ def trace_csv(m: Measurement) -> str:
     return "\n".join(rows) + "\n"
 
 
-def record_key(arch_hash: str, platform: str, mode: str, batch_size: int | None, seq_len: int | None) -> str:
-    """Identity of one measurement record (what ``import`` and ``profile`` de-duplicate on)."""
-    return f"{arch_hash}|{platform}|{mode}|{batch_size}|{seq_len}"
-
-
 def measurement_from_record(record: Mapping[str, Any]) -> Measurement | None:
     """The :class:`Measurement` of a ``measure`` JSONL record (``None`` for a failed record)."""
     data = record.get("measurement")

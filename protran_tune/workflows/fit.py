@@ -68,31 +68,16 @@ def dataset_from_study(storage: Any, study_name: str) -> Dataset:
     return dataset_from_trials(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)), study.metric_names)
 
 
-def read_records(path: str | Path) -> Iterable[tuple[int, dict[str, Any]]]:
-    """``(line number, record)`` of a ``measure`` JSONL file; malformed lines raise ``ValueError``."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"measurement file {path} does not exist")
-    with path.open() as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{path}:{lineno}: malformed JSON ({exc.msg})") from None
-            if not isinstance(record, dict) or "architecture" not in record:
-                raise ValueError(f"{path}:{lineno}: a measurement record needs an 'architecture' field")
-            yield lineno, record
-
-
 def dataset_from_files(paths: Sequence[str | Path]) -> tuple[Dataset, list[str]]:
-    """Dataset of ``measure`` JSONL files; returns it and the list of skipped records (failed ones)."""
+    """Dataset of ``measure`` JSONL files (read-only); returns it and what was skipped: failed records and a
+    torn last line (a writer killed, or still writing)."""
     from protran_tune.platforms.measurement import Measurement
+    from protran_tune.platforms.records import read_records
 
     archs, ys, plats, skipped = [], [], [], []
     for path in paths:
-        for lineno, record in read_records(path):
+        for lineno, record in read_records(path, repair=False, warn=skipped.append, require=("architecture",),
+                                           missing_ok=False):
             where = f"{path}:{lineno}"
             if record.get("measurement") is None:
                 skipped.append(f"{where}: status {record.get('status')!r} ({record.get('error')})")

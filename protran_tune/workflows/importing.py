@@ -14,10 +14,9 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from protran_tune.platforms.measurement import Measurement
-from protran_tune.tracking.records import architecture_from_attr
+from protran_tune.platforms.records import read_records, record_key
 from protran_tune.space import Architecture
-from protran_tune.tracking.records import record_key
-from protran_tune.workflows.fit import read_records
+from protran_tune.tracking.records import architecture_from_attr
 
 
 @dataclass
@@ -40,7 +39,7 @@ def import_measurements(paths: Sequence[str | Path], storage: Any, *, study_name
     keys: dict[str, set[str]] = {}
     parents: dict[str, str] = {}
     for path in paths:
-        for lineno, record in read_records(path):
+        for lineno, record in read_records(path, repair=False, require=("architecture",), missing_ok=False):
             where = f"{path}:{lineno}"
             try:
                 arch = Architecture.from_dict(record["architecture"])
@@ -51,9 +50,7 @@ def import_measurements(paths: Sequence[str | Path], storage: Any, *, study_name
             if not platform:
                 raise ValueError(f"{where}: record names no platform")
             wl = record.get("workload") or {}
-            key = (record_key(arch.content_hash(), platform, m.mode, m.batch_size, m.seq_len) if m else
-                   record_key(arch.content_hash(), platform, wl.get("mode", "inference"), wl.get("batch_size"),
-                              wl.get("seq_len")))
+            key = record_key({**record, "arch_hash": arch.content_hash(), "platform": platform}, measured=True)
             name = study_name or f"{prefix}-{platform}"
             if name not in recorders:
                 study = create_study(storage, name, user_attrs={"platform": platform, "space": space})

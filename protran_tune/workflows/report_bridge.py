@@ -18,15 +18,12 @@ from typing import Any
 import numpy as np
 
 from protran_tune.objectives.targets import HARDWARE_TARGETS, get_target
+from protran_tune.platforms.records import read_records
 from protran_tune.reporting.figures import pyplot, save_figure
 
 log = logging.getLogger(__name__)
 TARGETS = HARDWARE_TARGETS
 UNITS = {t: get_target(t).unit for t in TARGETS}
-
-
-def _records(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
 
 
 def plot_power_traces(records: list[dict[str, Any]], out: Path, max_traces: int = 6) -> Path | None:
@@ -115,7 +112,7 @@ def plot_predicted_vs_real(pred: dict[str, Any], out: Path) -> Path | None:
 
 def make_report(out_dir: Path, *, measurements: Path, profile_result: Path, predictions: Path, title: str) -> list[Path]:
     """Draw the profile plots into ``out_dir``, add the reporting module's output, write ``summary.md``."""
-    records = _records(measurements)
+    records = [r for _, r in read_records(measurements, repair=False)]
     result = json.loads(profile_result.read_text()) if profile_result.exists() else {}
     pred = json.loads(predictions.read_text()) if predictions.exists() else {}
     plots = [p for p in (
