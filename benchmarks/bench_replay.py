@@ -444,7 +444,7 @@ def main(argv: list[str] | None = None) -> int:
         figures["fig6"] = str(plot_learning_curves(clipped, f"{prefix}_fig6_a100.png",
                                                    title="A100: test MSE vs samples (median, IQR over seeds; honest 20% split)"))
         al0 = next(r for r in a100 if r["arm"] == AL_ARM and r["seed"] == 0)
-        figures["fig7"] = str(plot_predicted_vs_real(al0, f"{prefix}_fig7_a100.png",
+        figures["fig7"] = str(plot_predicted_vs_real(al0["final_predictions"], f"{prefix}_fig7_a100.png",
                                                      title=f"A100, {AL_ARM[3:]} after {al0['curve'][-1]['n_samples']} samples, held-out test set"))
     per_dev = {}
     for r in results:
