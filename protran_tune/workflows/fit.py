@@ -98,16 +98,6 @@ def dataset_from_files(paths: Sequence[str | Path]) -> tuple[Dataset, list[str]]
 
 
 # --------------------------------------------------------------------------- surrogates
-def make_regressor(name: str, seed: int = 0, space: str = "flexibert2", **params: Any) -> Any:
-    """A surrogate by name (``gp``, ``dt``, ``bdt``, ``boshnas``, ...) taking ProTran embeddings of ``space``,
-    with constructor ``params`` (e.g. ``kernel="linear+matern", encoder="cost"`` for ``gp``)."""
-    from protran_tune.surrogates import make_surrogate, surrogate_class
-
-    if "space" in surrogate_class(name)().get_params():
-        params = {"space": space, **params}
-    return make_surrogate(name, random_state=seed, **params)
-
-
 def embed(space: str, archs: Sequence[Architecture]) -> np.ndarray:
     """ProTran embeddings ``(n, embedding_dim)`` of ``archs`` (the surrogates' input)."""
     sp = get_space(space)
@@ -258,17 +248,20 @@ def fit_surrogates(data: Dataset, names: Sequence[str], *, space: str = "flexibe
     """
     import pickle
 
+    from protran_tune.surrogates import make_surrogate
+
     if len(data) < 6:
         raise ValueError(f"need at least 6 measured architectures to fit and test, got {len(data)}")
     params = dict(params or {})
     for name in names:
-        make_regressor(name, seed, space, **params)  # unknown parameters fail before any fit
+        make_surrogate(name, seed, default_space=space, **params)  # unknown parameters fail before any fit
     train, test = split(data, test_fraction, seed)
     scale = np.maximum(data.Y.max(0), 1e-30)
     reports = []
     for name in names:
-        evaluation = fit_and_evaluate(make_regressor(name, seed, space, **params), space, train, test, scale=scale)
-        final = make_regressor(name, seed, space, **params).fit(embed(space, data.archs), data.Y / scale)
+        evaluation = fit_and_evaluate(make_surrogate(name, seed, default_space=space, **params), space, train, test,
+                                      scale=scale)
+        final = make_surrogate(name, seed, default_space=space, **params).fit(embed(space, data.archs), data.Y / scale)
         model = SurrogateModel(final, space, seq_len, scale, data.targets)
         run_id = None
         if tracker is not None:

@@ -100,12 +100,6 @@ class ProfileConfig:
                         max_repeats=self.max_repeats, min_repeats=min(self.min_repeats, self.max_repeats),
                         target_ci_rel=self.target_ci_rel, seed=self.seed)
 
-    def make_surrogate(self) -> Any:
-        """A fresh ``surrogate`` with ``surrogate_params`` (``ValueError`` names unknown parameters)."""
-        from protran_tune.workflows.fit import make_regressor
-
-        return make_regressor(self.surrogate, self.seed, self.space, **self.surrogate_params)
-
 
 @dataclass
 class ProfileResult:
@@ -128,10 +122,12 @@ class ProfileResult:
 def build_sampler(cfg: ProfileConfig) -> Any:
     """Latin-hypercube seed of ``seed_samples``, then active learning with the ``surrogate``."""
     from protran_tune.samplers import ActiveLearningSampler, LatinHypercubeSampler
+    from protran_tune.surrogates import make_surrogate
     from protran_tune.tracking.records import METRIC_NAMES
 
     seed_sampler = LatinHypercubeSampler(cfg.space, n_points=cfg.seed_samples, seed=cfg.seed)
-    return ActiveLearningSampler(cfg.make_surrogate(), cfg.space, n_startup_trials=cfg.seed_samples,
+    surrogate = make_surrogate(cfg.surrogate, cfg.seed, default_space=cfg.space, **cfg.surrogate_params)
+    return ActiveLearningSampler(surrogate, cfg.space, n_startup_trials=cfg.seed_samples,
                                  seed_sampler=seed_sampler, objective_names=METRIC_NAMES, seed=cfg.seed,
                                  acquisition=cfg.acquisition)
 
@@ -363,14 +359,16 @@ class Profiler:
         """Fit the surrogate on the main study and score it on the held-out set (``None`` if too few)."""
         from optuna.trial import TrialState
 
+        from protran_tune.surrogates import make_surrogate
         from protran_tune.workflows.fit import dataset_from_trials, fit_and_evaluate
 
         train = dataset_from_trials(self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
         test = dataset_from_trials(self.holdout.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
         if len(train) < 4 or len(test) < 2:
             return None
-        return fit_and_evaluate(self.cfg.make_surrogate(), self.cfg.space,
-                                train, test)
+        cfg = self.cfg
+        surrogate = make_surrogate(cfg.surrogate, cfg.seed, default_space=cfg.space, **cfg.surrogate_params)
+        return fit_and_evaluate(surrogate, cfg.space, train, test)
 
     def run(self, should_stop: Callable[[], bool] | None = None) -> ProfileResult:
         cfg = self.cfg
