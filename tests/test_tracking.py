@@ -145,19 +145,6 @@ def test_missing_objective_fails_the_trial_with_the_reason(tmp_path: Path):
     assert "energy_j" in frozen.user_attrs["fail_reason"] and "no energy sensor" in frozen.user_attrs["fail_reason"]
 
 
-def test_recover_running_completes_from_the_stored_measurement(tmp_path: Path):
-    study = create_study(f"sqlite:///{tmp_path}/s.db", "s1")
-    rec = StudyRecorder(study)
-    m = make_measurement()
-    t0, t1 = study.ask(), study.ask()
-    # trial 0: measurement reached the storage, process died before tell; trial 1: died while measuring
-    rec._set_attrs(t0.number, {"measurement": m.to_dict(), "architecture": ARCHS[0].to_dict(), "platform": "plat-a"})
-    pending = rec.recover_running()
-    assert pending == [t1.number]
-    done = study.trials[t0.number]
-    assert done.state == TrialState.COMPLETE and done.values == objective_values(m)
-
-
 def test_architecture_params_are_flat_strings():
     params = architecture_params(ARCHS[0])
     assert all(isinstance(v, str) for v in params.values())

@@ -201,11 +201,3 @@ class MlflowTracker:
 
 def _quote(text: str) -> str:
     return text.replace("\\", "\\\\").replace("'", "\\'")
-
-
-def tracking_dir(tracking_uri: str) -> Path | None:
-    """Directory of a sqlite tracking database (``None`` otherwise)."""
-    if tracking_uri.startswith("sqlite:"):
-        path = _sqlite_path(tracking_uri)
-        return None if path is None else path.resolve().parent
-    return None

@@ -7,8 +7,8 @@ attrs hold ``architecture`` (JSON object), ``arch_hash``, ``platform``, ``source
 trial holds ``fail_reason``.
 
 Crash safety: the measurement is written to the trial's user attrs *before* ``tell``; a process killed
-between the two leaves a RUNNING trial whose measurement :meth:`StudyRecorder.recover_running` completes
-without measuring again.
+between the two leaves a RUNNING trial whose measurement ``profile`` completes on its next run without
+measuring again.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from protran_tune.platforms.measurement import Measurement
 from protran_tune.platforms.records import record_key
 from protran_tune.space import Architecture
 from protran_tune.space.search_space import optuna_distributions
-from protran_tune.tracking.records import METRIC_NAMES, architecture_from_attr, measurement_summary, objective_values
+from protran_tune.tracking.records import METRIC_NAMES, measurement_summary, objective_values
 
 ROLE_ATTR = "protran:role"
 
@@ -53,7 +53,7 @@ def trial_attrs(arch: Architecture, m: Measurement | None, platform: str, worklo
 
 
 class StudyRecorder:
-    """Writes measurements into an Optuna study (ask/tell trials, added trials, recovery)."""
+    """Writes measurements into an Optuna study (ask/tell trials, added trials)."""
 
     def __init__(self, study: optuna.Study) -> None:
         self.study = study
@@ -103,24 +103,3 @@ class StudyRecorder:
         )
         self.study.add_trial(trial)
         return self.study.get_trials(deepcopy=False)[-1]
-
-    def record_keys(self, states: tuple[TrialState, ...] = (TrialState.COMPLETE,)) -> dict[str, int]:
-        """``{record_key: trial number}`` of the study's trials in ``states``."""
-        return {t.user_attrs["record_key"]: t.number for t in self.study.get_trials(deepcopy=False, states=states)
-                if "record_key" in t.user_attrs}
-
-    def recover_running(self, measure_again: Any = None) -> list[int]:
-        """Finish RUNNING trials left by a killed process; returns their numbers.
-
-        A trial whose measurement reached the storage is completed from it (not measured again);
-        the others are returned for measuring (their architecture is in the params).
-        """
-        pending = []
-        for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            data = t.user_attrs.get("measurement")
-            if data is not None:
-                arch = architecture_from_attr(t.user_attrs["architecture"])
-                self.complete(t.number, arch, Measurement.from_dict(data), t.user_attrs.get("platform", data["platform"]))
-            else:
-                pending.append(t.number)
-        return pending

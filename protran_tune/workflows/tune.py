@@ -161,11 +161,3 @@ def _record_tune_results(study: Any, tracker: Any, cfg: ProfileConfig) -> None:
                           workload=cfg.workload().to_dict(), error=t.user_attrs.get("fail_reason"),
                           extra_tags={"protran.engine": "ray-tune"})
     tracker.finish_study(parent)
-
-
-def _error_line(error: Any) -> str:
-    if error is None:
-        return "trial failed"
-    text = str(error).strip().splitlines()
-    # Ray wraps the trainable's exception; its last line names the original error
-    return (text[-1] if text else type(error).__name__)[:500]
