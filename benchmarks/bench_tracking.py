@@ -104,8 +104,9 @@ def main() -> int:
     archs = list(get_space(cfg.space).iter_samples(args.n, seed=args.seed))
 
     t_setup = time.perf_counter()
-    study = create_study(open_storage(cfg.storage), "bench")
-    recorder = StudyRecorder(study)
+    storage = open_storage(cfg.storage)
+    study = create_study(storage, "bench")
+    recorder = StudyRecorder(study, storage)
     tracker = MlflowTracker(cfg.mlflow_uri, "bench")
     parent = tracker.study_run("bench")
     setup_s = time.perf_counter() - t_setup

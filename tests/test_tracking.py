@@ -12,6 +12,7 @@ import pytest
 from optuna.trial import TrialState
 
 from protran_tune.platforms import Measurement
+from protran_tune.runtime import open_storage
 from protran_tune.space import Architecture, get_space
 from protran_tune.tracking.mlflow_tracking import MlflowTracker
 from protran_tune.tracking.optuna_tracking import StudyRecorder, create_study
@@ -123,7 +124,7 @@ def test_optuna_study_has_named_objectives_and_trial_attrs(tmp_path: Path):
     study = create_study(storage, "s1", user_attrs={"platform": "plat-a"})
     assert study.metric_names == METRIC_NAMES
     assert study.directions == [optuna.study.StudyDirection.MINIMIZE] * 3
-    rec = StudyRecorder(study)
+    rec = StudyRecorder(study, storage)
     m = make_measurement()
     number = study.ask().number
     frozen = rec.complete(number, ARCHS[0], m, "plat-a")
@@ -137,12 +138,30 @@ def test_optuna_study_has_named_objectives_and_trial_attrs(tmp_path: Path):
 
 
 def test_missing_objective_fails_the_trial_with_the_reason(tmp_path: Path):
-    study = create_study(f"sqlite:///{tmp_path}/s.db", "s1")
+    storage = f"sqlite:///{tmp_path}/s.db"
+    study = create_study(storage, "s1")
     m = make_measurement(energy_j=None, energy_above_idle_j=None,
                          unavailable={"energy_j": "no energy sensor", "energy_above_idle_j": "no energy sensor"})
-    frozen = StudyRecorder(study).complete(study.ask().number, ARCHS[0], m, "plat-a")
+    frozen = StudyRecorder(study, storage).complete(study.ask().number, ARCHS[0], m, "plat-a")
     assert frozen.state == TrialState.FAIL
     assert "energy_j" in frozen.user_attrs["fail_reason"] and "no energy sensor" in frozen.user_attrs["fail_reason"]
+
+
+def test_attrs_of_a_running_trial_known_by_number_are_written_through_the_storage(tmp_path: Path):
+    storage = f"sqlite:///{tmp_path}/s.db"
+    study = create_study(storage, "s1")
+    asked = study.ask()  # by another process, say: only its number is known here
+    other = create_study(storage, "s2")
+    other.ask()
+    rec = StudyRecorder(optuna.load_study(study_name="s1", storage=storage), open_storage(storage))
+    rec.set_trial_attrs(asked.number, {"node": {"hostname": "n1"}, "owner": "n1:42"})
+    running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    assert [t.user_attrs for t in running] == [{"node": {"hostname": "n1"}, "owner": "n1:42"}]
+    assert other.trials[0].user_attrs == {}  # same trial number in another study: untouched
+    frozen = rec.complete(asked.number, ARCHS[0], make_measurement(), "plat-a")
+    assert frozen.state == TrialState.COMPLETE and frozen.user_attrs["owner"] == "n1:42"
+    with pytest.raises(optuna.exceptions.UpdateFinishedTrialError):  # a finished trial's attrs cannot change
+        rec.set_trial_attrs(asked.number, {"owner": "late"})
 
 
 def test_architecture_params_are_flat_strings():

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from protran_tune.platforms.measurement import Measurement
-from protran_tune.runtime import DEFAULT_MLFLOW_URI, _sqlite_path, check_tracking_uri, tune_sqlite
+from protran_tune.runtime import DEFAULT_MLFLOW_URI, check_tracking_uri, sqlite_path, tune_sqlite
 from protran_tune.space import Architecture
 from protran_tune.tracking.records import (
     architecture_params,
@@ -71,7 +71,7 @@ class MlflowTracker:
     def _artifact_root(self) -> str | None:
         """Artifacts next to a sqlite database (``<dir>/mlartifacts``), else the server's default."""
         if self.tracking_uri.startswith("sqlite:"):
-            path = _sqlite_path(self.tracking_uri)
+            path = sqlite_path(self.tracking_uri)
             if path is not None:
                 return (path.resolve().parent / "mlartifacts").as_uri()
         return None

@@ -17,6 +17,7 @@ import warnings
 from typing import Any, Mapping
 
 import optuna
+from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from protran_tune.platforms.measurement import Measurement
@@ -53,15 +54,27 @@ def trial_attrs(arch: Architecture, m: Measurement | None, platform: str, worklo
 
 
 class StudyRecorder:
-    """Writes measurements into an Optuna study (ask/tell trials, added trials)."""
+    """Writes measurements into an Optuna study (ask/tell trials, added trials).
 
-    def __init__(self, study: optuna.Study) -> None:
+    Args:
+        study: the study written to.
+        storage: the storage it lives in (the ``optuna.storages.BaseStorage`` or URL it was created with).
+            User attrs of a RUNNING trial known by its number only (asked earlier, or by a process that
+            died) are written through the storage's public API: a study hands out no such trial.
+    """
+
+    def __init__(self, study: optuna.Study, storage: BaseStorage | str) -> None:
+        from protran_tune.runtime import open_storage
+
         self.study = study
+        self.storage = open_storage(storage) if isinstance(storage, str) else storage
+        self._study_id = self.storage.get_study_id_from_name(study.study_name)
 
-    def _set_attrs(self, number: int, attrs: Mapping[str, Any]) -> None:
-        trial_id = self.study._storage.get_trial_id_from_study_id_trial_number(self.study._study_id, number)
+    def set_trial_attrs(self, number: int, attrs: Mapping[str, Any]) -> None:
+        """Set user attrs of unfinished trial ``number`` (a finished trial's attrs cannot change)."""
+        trial_id = self.storage.get_trial_id_from_study_id_trial_number(self._study_id, number)
         for key, value in attrs.items():
-            self.study._storage.set_trial_user_attr(trial_id, key, value)
+            self.storage.set_trial_user_attr(trial_id, key, value)
 
     def complete(self, number: int, arch: Architecture, m: Measurement, platform: str) -> FrozenTrial:
         """Record ``m`` on RUNNING trial ``number`` and tell it COMPLETE (or FAIL if an objective is missing)."""
@@ -69,7 +82,7 @@ class StudyRecorder:
             values = objective_values(m)
         except ValueError as exc:
             return self.fail(number, arch, str(exc), platform, measurement=m)
-        self._set_attrs(number, trial_attrs(arch, m, platform))
+        self.set_trial_attrs(number, trial_attrs(arch, m, platform))
         return self.study.tell(number, values, skip_if_finished=True)
 
     def fail(self, number: int, arch: Architecture, reason: str, platform: str, workload: Mapping[str, Any] | None = None,
@@ -77,7 +90,7 @@ class StudyRecorder:
         """Tell RUNNING trial ``number`` FAIL with ``fail_reason``; the study goes on."""
         attrs = trial_attrs(arch, measurement, platform, workload)
         attrs["fail_reason"] = reason
-        self._set_attrs(number, attrs)
+        self.set_trial_attrs(number, attrs)
         return self.study.tell(number, state=TrialState.FAIL, skip_if_finished=True)
 
     def add(self, arch: Architecture, m: Measurement | None, platform: str, space: Any = "flexibert2",

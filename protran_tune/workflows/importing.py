@@ -54,7 +54,7 @@ def import_measurements(paths: Sequence[str | Path], storage: Any, *, study_name
             name = study_name or f"{prefix}-{platform}"
             if name not in recorders:
                 study = create_study(storage, name, user_attrs={"platform": platform, "space": space})
-                recorders[name] = StudyRecorder(study)
+                recorders[name] = StudyRecorder(study, storage)
                 keys[name] = {t.user_attrs.get("record_key") for t in study.get_trials(deepcopy=False)}
                 if tracker is not None:
                     parents[name] = tracker.study_run(name, tags={"protran.platform": platform})

@@ -206,8 +206,8 @@ class Profiler:
         self.holdout = create_study(storage, cfg.study_name + HOLDOUT_SUFFIX,
                                     sampler=optuna.samplers.RandomSampler(seed=cfg.seed),
                                     user_attrs={**attrs, "role": "holdout", "main_study": cfg.study_name})
-        self.recorder = StudyRecorder(self.study)
-        self.holdout_recorder = StudyRecorder(self.holdout)
+        self.recorder = StudyRecorder(self.study, storage)
+        self.holdout_recorder = StudyRecorder(self.holdout, storage)
         self.parent_run: str | None = None
         self.holdout_run: str | None = None
         if tracker is not None:
@@ -233,7 +233,7 @@ class Profiler:
     def _record(self, recorder: Any, run_id: str | None, study_name: str, number: int, arch: Architecture,
                 outcome: Any) -> bool:
         if getattr(outcome, "node", None):
-            recorder._set_attrs(number, {"node": outcome.node})
+            recorder.set_trial_attrs(number, {"node": outcome.node})
         if outcome.measurement is not None:
             frozen = recorder.complete(number, arch, outcome.measurement, self.cfg.platform)
         else:
@@ -294,8 +294,8 @@ class Profiler:
 
                     study.tell(t.number, state=TrialState.FAIL, skip_if_finished=True)
                     continue
-                recorder._set_attrs(t.number, {"owner": _owner(), "architecture": arch.to_json(),
-                                               "arch_hash": arch.content_hash()})
+                recorder.set_trial_attrs(t.number, {"owner": _owner(), "architecture": arch.to_json(),
+                                                    "arch_hash": arch.content_hash()})
                 to_measure.append((t.number, arch))
         for i in range(0, len(to_measure), self.executor.width):
             chunk = to_measure[i:i + self.executor.width]
@@ -490,11 +490,11 @@ def platform_options(cfg: ProfileConfig) -> dict[str, Any]:
     """``cfg.platform_options`` plus ``time_budget_s`` for platforms that accept it (torch platforms)."""
     import inspect
 
-    from protran_tune.platforms.base import _REGISTRY, available_platforms
+    from protran_tune.platforms.base import available_platforms, platform_class
 
     options = dict(cfg.platform_options)
     if cfg.latency_budget_s is not None and "time_budget_s" not in options and cfg.platform in available_platforms():
-        cls = _REGISTRY[cfg.platform]
+        cls = platform_class(cfg.platform)
         accepts = any("time_budget_s" in inspect.signature(k.__init__).parameters for k in cls.__mro__
                       if "__init__" in vars(k))
         if accepts:
