@@ -164,6 +164,37 @@ def test_attrs_of_a_running_trial_known_by_number_are_written_through_the_storag
         rec.set_trial_attrs(asked.number, {"owner": "late"})
 
 
+def test_untracked_finished_trials_are_logged_from_what_they_recorded(tracker: MlflowTracker, tmp_path: Path):
+    storage = f"sqlite:///{tmp_path}/s.db"
+    study = create_study(storage, "s1")
+    rec = StudyRecorder(study, storage)
+    m = make_measurement()
+    logged_before = study.ask()
+    rec.complete(logged_before.number, ARCHS[0], m, "plat-a")
+    failed = study.ask()
+    failed.set_user_attr("phase", "active")
+    rec.fail(failed.number, ARCHS[1], "MeasurementError: out of memory", "plat-a")
+    study.tell(study.ask(), state=TrialState.FAIL)  # no architecture: nothing to log
+    added = rec.add(ARCHS[2], make_measurement(latency=0.04), "plat-a")  # as ``import`` adds one
+    parent = tracker.study_run("s1")
+    tracker.log_trial(study="s1", parent_run_id=parent, trial_number=logged_before.number, arch=ARCHS[0],
+                      measurement=m, platform="plat-a")
+    workload = {"mode": "training", "batch_size": 8, "seq_len": 64}
+    assert tracker.log_untracked_trials(study, parent, workload=workload, extra_tags={"protran.engine": "e"}) == 2
+    assert tracker.log_untracked_trials(study, parent) == 0  # idempotent
+    runs = {int(r.data.tags["protran.trial_number"]): r for r in tracker.client.search_runs(
+        [tracker.experiment_id], filter_string="tags.`protran.role` = 'trial'")}
+    assert sorted(runs) == [logged_before.number, failed.number, added.number]
+    bad = runs[failed.number]
+    assert bad.info.status == "FAILED" and bad.data.tags["protran.error"] == "MeasurementError: out of memory"
+    assert bad.data.tags["protran.phase"] == "active" and bad.data.tags["protran.engine"] == "e"
+    assert bad.data.params["mode"] == "training" and bad.data.params["batch_size"] == "8"
+    good = runs[added.number]
+    assert good.info.status == "FINISHED" and "protran.phase" not in good.data.tags
+    assert good.data.tags["protran.arch_hash"] == ARCHS[2].content_hash() and good.data.tags["protran.platform"] == "plat-a"
+    assert math.isclose(good.data.metrics["latency_batch_s"], 0.04) and good.data.params["batch_size"] == "4"
+
+
 def test_architecture_params_are_flat_strings():
     params = architecture_params(ARCHS[0])
     assert all(isinstance(v, str) for v in params.values())

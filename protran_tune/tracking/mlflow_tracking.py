@@ -24,6 +24,7 @@ from protran_tune.platforms.measurement import Measurement
 from protran_tune.runtime import DEFAULT_MLFLOW_URI, check_tracking_uri, sqlite_path, tune_sqlite
 from protran_tune.space import Architecture
 from protran_tune.tracking.records import (
+    architecture_from_attr,
     architecture_params,
     measurement_metrics,
     trace_csv,
@@ -186,6 +187,30 @@ class MlflowTracker:
         self.client.set_terminated(run_id, status="FINISHED" if measurement is not None else "FAILED")
         self.logged_trials(study).add(trial_number)
         return run_id
+
+    def log_untracked_trials(self, study: Any, parent_run_id: str, *, workload: Mapping[str, Any] | None = None,
+                             extra_tags: Mapping[str, str] | None = None) -> int:
+        """Log each finished trial of the Optuna ``study`` that has no complete run yet, from what the trial
+        recorded; returns how many were logged.
+
+        For trials logged after the fact: a process killed between ``tell`` and logging, an interrupted
+        ``import``, the Ray Tune path. A trial's user attrs give the architecture, measurement, platform and
+        failure reason, its ``phase`` the tag ``protran.phase``; trials without an ``architecture`` are left out.
+        """
+        logged = self.logged_trials(study.study_name)
+        count = 0
+        for t in study.get_trials(deepcopy=False):
+            if t.state.name not in ("COMPLETE", "FAIL") or t.number in logged or "architecture" not in t.user_attrs:
+                continue
+            data = t.user_attrs.get("measurement") if t.state.name == "COMPLETE" else None
+            tags = {"protran.phase": t.user_attrs["phase"]} if "phase" in t.user_attrs else {}
+            self.log_trial(study=study.study_name, parent_run_id=parent_run_id, trial_number=t.number,
+                           arch=architecture_from_attr(t.user_attrs["architecture"]),
+                           measurement=Measurement.from_dict(data) if data else None,
+                           platform=t.user_attrs.get("platform", ""), workload=workload,
+                           error=t.user_attrs.get("fail_reason"), extra_tags={**tags, **(extra_tags or {})})
+            count += 1
+        return count
 
     # ----------------------------------------------------------------- helpers
     def _log(self, run_id: str, params: Mapping[str, Any] | None = None, metrics: Mapping[str, float] | None = None,

@@ -16,7 +16,6 @@ from typing import Any, Sequence
 from protran_tune.platforms.measurement import Measurement
 from protran_tune.platforms.records import read_records, record_key
 from protran_tune.space import Architecture
-from protran_tune.tracking.records import architecture_from_attr
 
 
 @dataclass
@@ -74,13 +73,6 @@ def import_measurements(paths: Sequence[str | Path], storage: Any, *, study_name
                                   extra_tags={"protran.imported_from": Path(path).name})
     if tracker is not None:  # also log trials an interrupted import left untracked
         for name, recorder in recorders.items():
-            logged = tracker.logged_trials(name)
-            for t in recorder.study.get_trials(deepcopy=False):
-                if t.number not in logged and "architecture" in t.user_attrs and t.state.name in ("COMPLETE", "FAIL"):
-                    data = t.user_attrs.get("measurement") if t.state.name == "COMPLETE" else None
-                    tracker.log_trial(study=name, parent_run_id=parents[name], trial_number=t.number,
-                                      arch=architecture_from_attr(t.user_attrs["architecture"]),
-                                      measurement=Measurement.from_dict(data) if data else None,
-                                      platform=t.user_attrs.get("platform", ""), error=t.user_attrs.get("fail_reason"))
+            tracker.log_untracked_trials(recorder.study, parents[name])
             tracker.finish_study(parents[name])
     return result

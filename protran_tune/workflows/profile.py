@@ -241,32 +241,22 @@ class Profiler:
                                    workload=self.workload.to_dict())
         ok = frozen.state.name == "COMPLETE"
         if self.tracker is not None and run_id is not None:
-            self._log_trial(study_name, run_id, frozen)
+            self.tracker.log_trial(
+                study=study_name, parent_run_id=run_id, trial_number=number, arch=arch,
+                measurement=outcome.measurement if ok else None, platform=self.cfg.platform,
+                workload=self.workload.to_dict(), error=frozen.user_attrs.get("fail_reason"),
+                extra_tags={"protran.phase": frozen.user_attrs.get("phase", "")},
+            )
         if not ok:
             log.warning("trial %d of %s failed: %s", number, study_name, frozen.user_attrs.get("fail_reason"))
         return ok
-
-    def _log_trial(self, study_name: str, run_id: str, frozen: Any) -> None:
-        from protran_tune.platforms.measurement import Measurement
-
-        data = frozen.user_attrs.get("measurement") if frozen.state.name == "COMPLETE" else None
-        arch = architecture_from_attr(frozen.user_attrs["architecture"])
-        self.tracker.log_trial(
-            study=study_name, parent_run_id=run_id, trial_number=frozen.number, arch=arch,
-            measurement=Measurement.from_dict(data) if data else None, platform=self.cfg.platform,
-            workload=self.workload.to_dict(), error=frozen.user_attrs.get("fail_reason"),
-            extra_tags={"protran.phase": frozen.user_attrs.get("phase", "")},
-        )
 
     def _reconcile_tracking(self) -> None:
         """Log finished trials that never reached MLflow (process killed between tell and logging)."""
         if self.tracker is None:
             return
         for study, run_id in ((self.study, self.parent_run), (self.holdout, self.holdout_run)):
-            logged = self.tracker.logged_trials(study.study_name)
-            for t in study.get_trials(deepcopy=False):
-                if t.state.name in ("COMPLETE", "FAIL") and t.number not in logged and "architecture" in t.user_attrs:
-                    self._log_trial(study.study_name, run_id, t)
+            self.tracker.log_untracked_trials(study, run_id, workload=self.workload.to_dict())
 
     def _recover(self, study: Any, recorder: Any, run_id: str | None) -> int:
         """Finish RUNNING trials of dead processes: from their stored measurement or by measuring them."""
