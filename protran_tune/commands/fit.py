@@ -56,9 +56,9 @@ def run(args: argparse.Namespace) -> int:
             print(f"skipped {line}", file=sys.stderr)
         source = "files:" + ",".join(args.measurements)
         if seq_len is None:
-            from protran_tune.workflows.fit import read_records
+            from protran_tune.platforms.records import read_records
 
-            seq_len = next((r["measurement"]["seq_len"] for _, r in read_records(args.measurements[0])
+            seq_len = next((r["measurement"]["seq_len"] for _, r in read_records(args.measurements[0], repair=False)
                             if r.get("measurement")), None)
     tracker = None
     if not args.no_mlflow:

@@ -25,12 +25,11 @@ import importlib.util
 import json
 import sys
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable
 
 from protran_tune.errors import UsageError
-from protran_tune.platforms.records import read_records, record_key
+from protran_tune.platforms.records import finish_record, measurement_record, record_key, records_to_skip
 
 
 def register(subparsers: Any) -> None:
@@ -139,12 +138,18 @@ def _load_plugin(spec: str) -> None:
 
 
 # --------------------------------------------------------------------------- output
-def read_existing(out: Path) -> dict[tuple, dict[str, Any]]:
-    """Records already in ``out`` by key (a last line torn by a killed writer is cut off the file)."""
-    def warn(message: str) -> None:
-        print(f"measure: {message}", file=sys.stderr)
+def _warn(message: str) -> None:
+    print(f"measure: {message}", file=sys.stderr)
 
-    return {record_key(rec): rec for rec in read_records(out, warn=warn)}
+
+def _summary(record: dict[str, Any]) -> str:
+    """Progress text of a record: per-batch latency, energy and peak power, or why it failed."""
+    m = record["measurement"]
+    if m is None:
+        return f"FAILED {record['error']}"
+    return (f"{m['latency_s'] * 1e3:.3f} ms/batch(b={m['batch_size']})"
+            + (f" {m['energy_j']:.4g} J/batch" if m.get("energy_j") is not None else "")
+            + (f" peak {m['peak_power_w']:.1f} W" if m.get("peak_power_w") is not None else ""))
 
 
 def _progress(quiet: bool, text: str) -> None:
@@ -153,7 +158,7 @@ def _progress(quiet: bool, text: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from protran_tune.platforms.base import MeasurementError, SensorUnavailableError, Workload, get_platform
+    from protran_tune.platforms.base import SensorUnavailableError, Workload, get_platform
     from protran_tune.space import get_space
 
     for plugin in args.plugin:
@@ -179,7 +184,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.parent and not out.parent.exists():
         out.parent.mkdir(parents=True, exist_ok=True)
-    existing = read_existing(out)
+    skip = records_to_skip(out, args.retry_failed, warn=_warn)
     options = dict(_parse_option(o) for o in args.option)
 
     jobs = []
@@ -187,8 +192,8 @@ def run(args: argparse.Namespace) -> int:
     for arch in archs:
         for rep in range(args.repeat):
             rec = {"arch_hash": arch.content_hash(), "platform": args.platform, "workload": workload.to_dict(), "repeat": rep}
-            prev = existing.get(record_key(rec))
-            if prev is not None and (prev.get("status") == "ok" or not args.retry_failed):
+            prev = skip.get(record_key(rec))
+            if prev is not None:
                 failed_before += prev.get("status") != "ok"
                 continue
             jobs.append((arch, rep))
@@ -208,27 +213,10 @@ def run(args: argparse.Namespace) -> int:
         with open(out, "a") as fh:
             for i, (arch, rep) in enumerate(jobs, 1):
                 t0 = time.perf_counter()
-                record: dict[str, Any] = {
-                    "arch_hash": arch.content_hash(), "architecture": arch.to_dict(), "platform": args.platform,
-                    "status": "ok", "error": None, "repeat": rep, "measurement": None, "workload": workload.to_dict(),
-                }
-                try:
-                    m = platform.measure(arch, workload)
-                    record["measurement"] = m.to_dict(include_trace=not args.no_trace)
-                    summary = (f"{m.latency_s * 1e3:.3f} ms/batch(b={m.batch_size})"
-                               + (f" {m.energy_j:.4g} J/batch" if m.energy_j is not None else "")
-                               + (f" peak {m.peak_power_w:.1f} W" if m.peak_power_w is not None else ""))
-                except MeasurementError as exc:
-                    record.update(status="failed", error=f"{type(exc).__name__}: {exc}")
-                    summary = f"FAILED {exc}"
-                except Exception as exc:  # noqa: BLE001 - one architecture must not stop the run
-                    record.update(status="failed", error=f"{type(exc).__name__}: {exc}")
-                    summary = f"FAILED {type(exc).__name__}: {exc}"
+                record = finish_record(measurement_record(platform, arch, workload, repeat=rep,
+                                                          include_trace=not args.no_trace), fh)
                 failed += record["status"] != "ok"
-                record["finished_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
-                fh.write(json.dumps(record) + "\n")
-                fh.flush()
-                _progress(args.quiet, f"[{i}/{len(jobs)}] {record['arch_hash']} r{rep} {summary} "
+                _progress(args.quiet, f"[{i}/{len(jobs)}] {record['arch_hash']} r{rep} {_summary(record)} "
                           f"({time.perf_counter() - t0:.1f} s)")
     finally:
         platform.close()

@@ -286,8 +286,3 @@ def embedding_index_architectures(
         e[1 + 3 * sp.layers[e[0]]:] = 0
         out.append(sp.decode(e))
     return out
-
-
-def embedding_lhs_architectures(space: DesignSpace | str = "flexibert2", n: int = 16, *, seed: int | None = None) -> list[Architecture]:
-    """:func:`embedding_index_architectures` with LHS: the original code's seed."""
-    return embedding_index_architectures(space, "lhs", n, seed=seed)

@@ -21,9 +21,10 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from protran_tune.platforms.measurement import Measurement
-from protran_tune.runtime import DEFAULT_MLFLOW_URI, _sqlite_path, check_tracking_uri, tune_sqlite
+from protran_tune.runtime import DEFAULT_MLFLOW_URI, check_tracking_uri, sqlite_path, tune_sqlite
 from protran_tune.space import Architecture
 from protran_tune.tracking.records import (
+    architecture_from_attr,
     architecture_params,
     measurement_metrics,
     trace_csv,
@@ -71,7 +72,7 @@ class MlflowTracker:
     def _artifact_root(self) -> str | None:
         """Artifacts next to a sqlite database (``<dir>/mlartifacts``), else the server's default."""
         if self.tracking_uri.startswith("sqlite:"):
-            path = _sqlite_path(self.tracking_uri)
+            path = sqlite_path(self.tracking_uri)
             if path is not None:
                 return (path.resolve().parent / "mlartifacts").as_uri()
         return None
@@ -204,6 +205,30 @@ class MlflowTracker:
         self.client.set_terminated(run_id, status="FINISHED")
         return run_id
 
+    def log_untracked_trials(self, study: Any, parent_run_id: str, *, workload: Mapping[str, Any] | None = None,
+                             extra_tags: Mapping[str, str] | None = None) -> int:
+        """Log each finished trial of the Optuna ``study`` that has no complete run yet, from what the trial
+        recorded; returns how many were logged.
+
+        For trials logged after the fact: a process killed between ``tell`` and logging, an interrupted
+        ``import``, the Ray Tune path. A trial's user attrs give the architecture, measurement, platform and
+        failure reason, its ``phase`` the tag ``protran.phase``; trials without an ``architecture`` are left out.
+        """
+        logged = self.logged_trials(study.study_name)
+        count = 0
+        for t in study.get_trials(deepcopy=False):
+            if t.state.name not in ("COMPLETE", "FAIL") or t.number in logged or "architecture" not in t.user_attrs:
+                continue
+            data = t.user_attrs.get("measurement") if t.state.name == "COMPLETE" else None
+            tags = {"protran.phase": t.user_attrs["phase"]} if "phase" in t.user_attrs else {}
+            self.log_trial(study=study.study_name, parent_run_id=parent_run_id, trial_number=t.number,
+                           arch=architecture_from_attr(t.user_attrs["architecture"]),
+                           measurement=Measurement.from_dict(data) if data else None,
+                           platform=t.user_attrs.get("platform", ""), workload=workload,
+                           error=t.user_attrs.get("fail_reason"), extra_tags={**tags, **(extra_tags or {})})
+            count += 1
+        return count
+
     # ----------------------------------------------------------------- helpers
     def _log(self, run_id: str, params: Mapping[str, Any] | None = None, metrics: Mapping[str, float] | None = None,
              step: int = 0) -> None:
@@ -218,11 +243,3 @@ class MlflowTracker:
 
 def _quote(text: str) -> str:
     return text.replace("\\", "\\\\").replace("'", "\\'")
-
-
-def tracking_dir(tracking_uri: str) -> Path | None:
-    """Directory of a sqlite tracking database (``None`` otherwise)."""
-    if tracking_uri.startswith("sqlite:"):
-        path = _sqlite_path(tracking_uri)
-        return None if path is None else path.resolve().parent
-    return None

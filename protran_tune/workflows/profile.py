@@ -100,12 +100,6 @@ class ProfileConfig:
                         max_repeats=self.max_repeats, min_repeats=min(self.min_repeats, self.max_repeats),
                         target_ci_rel=self.target_ci_rel, seed=self.seed)
 
-    def make_surrogate(self) -> Any:
-        """A fresh ``surrogate`` with ``surrogate_params`` (``ValueError`` names unknown parameters)."""
-        from protran_tune.workflows.fit import make_regressor
-
-        return make_regressor(self.surrogate, self.seed, self.space, **self.surrogate_params)
-
 
 @dataclass
 class ProfileResult:
@@ -128,10 +122,12 @@ class ProfileResult:
 def build_sampler(cfg: ProfileConfig) -> Any:
     """Latin-hypercube seed of ``seed_samples``, then active learning with the ``surrogate``."""
     from protran_tune.samplers import ActiveLearningSampler, LatinHypercubeSampler
+    from protran_tune.surrogates import make_surrogate
     from protran_tune.tracking.records import METRIC_NAMES
 
     seed_sampler = LatinHypercubeSampler(cfg.space, n_points=cfg.seed_samples, seed=cfg.seed)
-    return ActiveLearningSampler(cfg.make_surrogate(), cfg.space, n_startup_trials=cfg.seed_samples,
+    surrogate = make_surrogate(cfg.surrogate, cfg.seed, default_space=cfg.space, **cfg.surrogate_params)
+    return ActiveLearningSampler(surrogate, cfg.space, n_startup_trials=cfg.seed_samples,
                                  seed_sampler=seed_sampler, objective_names=METRIC_NAMES, seed=cfg.seed,
                                  acquisition=cfg.acquisition)
 
@@ -210,8 +206,8 @@ class Profiler:
         self.holdout = create_study(storage, cfg.study_name + HOLDOUT_SUFFIX,
                                     sampler=optuna.samplers.RandomSampler(seed=cfg.seed),
                                     user_attrs={**attrs, "role": "holdout", "main_study": cfg.study_name})
-        self.recorder = StudyRecorder(self.study)
-        self.holdout_recorder = StudyRecorder(self.holdout)
+        self.recorder = StudyRecorder(self.study, storage)
+        self.holdout_recorder = StudyRecorder(self.holdout, storage)
         self.parent_run: str | None = None
         self.holdout_run: str | None = None
         if tracker is not None:
@@ -237,7 +233,7 @@ class Profiler:
     def _record(self, recorder: Any, run_id: str | None, study_name: str, number: int, arch: Architecture,
                 outcome: Any) -> bool:
         if getattr(outcome, "node", None):
-            recorder._set_attrs(number, {"node": outcome.node})
+            recorder.set_trial_attrs(number, {"node": outcome.node})
         if outcome.measurement is not None:
             frozen = recorder.complete(number, arch, outcome.measurement, self.cfg.platform)
         else:
@@ -245,32 +241,22 @@ class Profiler:
                                    workload=self.workload.to_dict())
         ok = frozen.state.name == "COMPLETE"
         if self.tracker is not None and run_id is not None:
-            self._log_trial(study_name, run_id, frozen)
+            self.tracker.log_trial(
+                study=study_name, parent_run_id=run_id, trial_number=number, arch=arch,
+                measurement=outcome.measurement if ok else None, platform=self.cfg.platform,
+                workload=self.workload.to_dict(), error=frozen.user_attrs.get("fail_reason"),
+                extra_tags={"protran.phase": frozen.user_attrs.get("phase", "")},
+            )
         if not ok:
             log.warning("trial %d of %s failed: %s", number, study_name, frozen.user_attrs.get("fail_reason"))
         return ok
-
-    def _log_trial(self, study_name: str, run_id: str, frozen: Any) -> None:
-        from protran_tune.platforms.measurement import Measurement
-
-        data = frozen.user_attrs.get("measurement") if frozen.state.name == "COMPLETE" else None
-        arch = architecture_from_attr(frozen.user_attrs["architecture"])
-        self.tracker.log_trial(
-            study=study_name, parent_run_id=run_id, trial_number=frozen.number, arch=arch,
-            measurement=Measurement.from_dict(data) if data else None, platform=self.cfg.platform,
-            workload=self.workload.to_dict(), error=frozen.user_attrs.get("fail_reason"),
-            extra_tags={"protran.phase": frozen.user_attrs.get("phase", "")},
-        )
 
     def _reconcile_tracking(self) -> None:
         """Log finished trials that never reached MLflow (process killed between tell and logging)."""
         if self.tracker is None:
             return
         for study, run_id in ((self.study, self.parent_run), (self.holdout, self.holdout_run)):
-            logged = self.tracker.logged_trials(study.study_name)
-            for t in study.get_trials(deepcopy=False):
-                if t.state.name in ("COMPLETE", "FAIL") and t.number not in logged and "architecture" in t.user_attrs:
-                    self._log_trial(study.study_name, run_id, t)
+            self.tracker.log_untracked_trials(study, run_id, workload=self.workload.to_dict())
 
     def _recover(self, study: Any, recorder: Any, run_id: str | None) -> int:
         """Finish RUNNING trials of dead processes: from their stored measurement or by measuring them."""
@@ -298,8 +284,8 @@ class Profiler:
 
                     study.tell(t.number, state=TrialState.FAIL, skip_if_finished=True)
                     continue
-                recorder._set_attrs(t.number, {"owner": _owner(), "architecture": arch.to_json(),
-                                               "arch_hash": arch.content_hash()})
+                recorder.set_trial_attrs(t.number, {"owner": _owner(), "architecture": arch.to_json(),
+                                                    "arch_hash": arch.content_hash()})
                 to_measure.append((t.number, arch))
         for i in range(0, len(to_measure), self.executor.width):
             chunk = to_measure[i:i + self.executor.width]
@@ -363,14 +349,16 @@ class Profiler:
         """Fit the surrogate on the main study and score it on the held-out set (``None`` if too few)."""
         from optuna.trial import TrialState
 
+        from protran_tune.surrogates import make_surrogate
         from protran_tune.workflows.fit import dataset_from_trials, fit_and_evaluate
 
         train = dataset_from_trials(self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
         test = dataset_from_trials(self.holdout.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
         if len(train) < 4 or len(test) < 2:
             return None
-        return fit_and_evaluate(self.cfg.make_surrogate(), self.cfg.space,
-                                train, test)
+        cfg = self.cfg
+        surrogate = make_surrogate(cfg.surrogate, cfg.seed, default_space=cfg.space, **cfg.surrogate_params)
+        return fit_and_evaluate(surrogate, cfg.space, train, test)
 
     def run(self, should_stop: Callable[[], bool] | None = None) -> ProfileResult:
         cfg = self.cfg
@@ -492,11 +480,11 @@ def platform_options(cfg: ProfileConfig) -> dict[str, Any]:
     """``cfg.platform_options`` plus ``time_budget_s`` for platforms that accept it (torch platforms)."""
     import inspect
 
-    from protran_tune.platforms.base import _REGISTRY, available_platforms
+    from protran_tune.platforms.base import available_platforms, platform_class
 
     options = dict(cfg.platform_options)
     if cfg.latency_budget_s is not None and "time_budget_s" not in options and cfg.platform in available_platforms():
-        cls = _REGISTRY[cfg.platform]
+        cls = platform_class(cfg.platform)
         accepts = any("time_budget_s" in inspect.signature(k.__init__).parameters for k in cls.__mro__
                       if "__init__" in vars(k))
         if accepts:

@@ -20,7 +20,7 @@ from typing import Any
 
 from protran_tune.platforms import Measurement, Workload, get_platform
 from protran_tune.space import Architecture
-from protran_tune.tracking.records import METRIC_NAMES, architecture_from_attr, objective_values
+from protran_tune.tracking.records import METRIC_NAMES, objective_values
 from protran_tune.workflows.profile import ProfileConfig, ProfileResult, build_sampler, platform_options
 
 
@@ -151,21 +151,6 @@ def _record_tune_results(study: Any, tracker: Any, cfg: ProfileConfig) -> None:
     if tracker is None:
         return
     parent = tracker.study_run(cfg.study_name, tags={"protran.platform": cfg.platform, "protran.engine": "ray-tune"})
-    for t in study.get_trials(deepcopy=False):
-        if t.state.name not in ("COMPLETE", "FAIL") or "architecture" not in t.user_attrs:
-            continue
-        data = t.user_attrs.get("measurement") if t.state.name == "COMPLETE" else None
-        tracker.log_trial(study=cfg.study_name, parent_run_id=parent, trial_number=t.number,
-                          arch=architecture_from_attr(t.user_attrs["architecture"]),
-                          measurement=Measurement.from_dict(data) if data else None, platform=cfg.platform,
-                          workload=cfg.workload().to_dict(), error=t.user_attrs.get("fail_reason"),
-                          extra_tags={"protran.engine": "ray-tune"})
+    tracker.log_untracked_trials(study, parent, workload=cfg.workload().to_dict(),
+                                 extra_tags={"protran.engine": "ray-tune"})
     tracker.finish_study(parent)
-
-
-def _error_line(error: Any) -> str:
-    if error is None:
-        return "trial failed"
-    text = str(error).strip().splitlines()
-    # Ray wraps the trainable's exception; its last line names the original error
-    return (text[-1] if text else type(error).__name__)[:500]
