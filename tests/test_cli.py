@@ -331,8 +331,10 @@ def test_profile_summary_and_report_say_what_the_numbers_are(tmp_path: Path):
 
 # --------------------------------------------------------------------------- one name per thing
 @pytest.mark.parametrize("command", ["profile", "fit", "replay"])
-def test_surrogate_choices_are_the_available_surrogates(command: str, capsys):
+def test_surrogate_choices_are_the_available_surrogates(command: str, capsys, monkeypatch):
     from protran_tune.surrogates import available_surrogates
+
+    monkeypatch.setenv("COLUMNS", "400")  # no line break inside a name such as protran-adaboost
 
     with pytest.raises(SystemExit):
         main([command, "--help"])
