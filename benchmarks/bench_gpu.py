@@ -34,7 +34,7 @@ PY = "PYTHONPATH=. python3 -m protran_tune.platforms.worker --platform cuda --se
 COMMANDS = {
     "archs": "python benchmarks/bench_gpu_archs.py",
     "campaign": "PYTHONPATH=. python3 benchmarks/bench_gpu_campaign.py OUT --deadline-s 560  (commands per set in gpu_h200_campaign.json)",
-    "repeat_graph": f"{PY} --archs benchmarks/results/gpu_archs_repeat.jsonl --out gpu_h200_repeat_graph.jsonl --repeat 5 --option cuda_graph=true",
+    "repeat_graph": f"{PY} --archs benchmarks/results/gpu_archs_repeat.jsonl --out gpu_h200_repeat_graph.jsonl --repeat 5 --platform-option cuda_graph=true",
     "repeat_eager2": f"{PY} --archs benchmarks/results/gpu_archs_repeat.jsonl --out gpu_h200_repeat_eager2.jsonl --repeat 5",
     "summary": "python benchmarks/bench_gpu.py",
 }

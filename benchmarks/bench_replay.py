@@ -4,9 +4,9 @@ For every dataset and seed (honest split: a random 20% test set drawn before any
 file's recorded LHS records outside the test set), three arms, all querying ``--batch-size`` records
 per step:
 
-* ``al-bdt``      — ours: BDT ensemble on global features (``--regressor``/``--regressor-params`` choose
+* ``al-bdt``      — ours: BDT ensemble on global features (``--surrogate``/``--surrogate-params`` choose
                     another surrogate for ours and random; the arms are then named after it),
-                    query = highest normalised std (whole pool; ``--strategy variance-reduction``:
+                    query = highest normalised std (whole pool; ``--acquisition variance-reduction``:
                     largest integrated variance reduction, GP surrogates),
                     run to the whole pool (samples to convergence);
 * ``random-bdt``  — the same regressor with random queries (baseline a);
@@ -47,7 +47,7 @@ PAPER_TABLE2 = {  # samples to convergence, paper Table II
     "gpu_a100": 55, "cpu_m1-pro": 78, "gpu_m1-pro": 138, "cpu_rpi": 227, "npu_ncs": 21,
     "cpu_jetson-nano": 164, "gpu_jetson-nano": 22,
 }
-AL_ARM, RANDOM_ARM = "al-bdt", "random-bdt"  # ours and baseline (a); renamed by --regressor
+AL_ARM, RANDOM_ARM = "al-bdt", "random-bdt"  # ours and baseline (a); renamed by --surrogate
 ARMS = {
     AL_ARM: dict(regressor="bdt", strategy="uncertainty", candidates=None, full=True),
     RANDOM_ARM: dict(regressor="bdt", strategy="random", candidates=None, full=False),
@@ -376,11 +376,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--n-jobs", type=int, default=2)
     p.add_argument("--quick", action="store_true", help="2 seeds, small datasets only, no Fig. 6 extras")
     p.add_argument("--out-prefix", default=str(RESULTS / "replay"))
-    p.add_argument("--regressor", default="bdt", help="surrogate of ours and of the random baseline (default bdt)")
-    p.add_argument("--regressor-params", type=json.loads, default={}, metavar="JSON",
-                   help='its constructor parameters as JSON, e.g. \'{"members": [["bdt", {}], ["gp", {}]]}\'')
-    p.add_argument("--strategy", choices=("uncertainty", "variance-reduction"), default="uncertainty",
-                   help="query rule of ours (variance-reduction: GP surrogates)")
+    p.add_argument("--surrogate", "--regressor", dest="regressor", default="bdt",
+                   help="surrogate of ours and of the random baseline (default bdt; --regressor is an alias)")
+    p.add_argument("--surrogate-params", "--regressor-params", dest="regressor_params", type=json.loads, default={},
+                   metavar="JSON", help='its constructor parameters as JSON, e.g. \'{"members": [["bdt", {}], ["gp", {}]]}\' '
+                                        "(--regressor-params is an alias)")
+    p.add_argument("--acquisition", "--strategy", dest="strategy", choices=("uncertainty", "variance-reduction"),
+                   default="uncertainty",
+                   help="query rule of ours (variance-reduction: GP surrogates; --strategy is an alias)")
     p.add_argument("--aa", action="store_true",
                    help="A/A control: the random arm again with another query stream (the seed noise of the ratios)")
     p.add_argument("--markdown-only", type=Path, default=None, metavar="JSON",

@@ -28,7 +28,8 @@ import time
 from pathlib import Path
 from typing import Any, Iterable
 
-from protran_tune.errors import UsageError
+from protran_tune.commands._common import parse_options
+from protran_tune.errors import UsageError, check_output_path
 from protran_tune.platforms.records import finish_record, measurement_record, record_key, records_to_skip
 
 
@@ -51,8 +52,10 @@ def register(subparsers: Any) -> None:
     p.add_argument("--target-ci", type=float, default=0.01, help="relative 95%% CI half-width of the median latency")
     p.add_argument("--warmup", type=int, default=3, help="warm-up iterations")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--option", "-o", action="append", default=[], metavar="KEY=VALUE",
-                   help="platform option (e.g. watts_per_core=12, energy_window_s=2); repeatable")
+    p.add_argument("--platform-option", "--option", "-o", dest="platform_option", action="append", default=[],
+                   metavar="KEY=VALUE",
+                   help="platform constructor option (e.g. watts_per_core=12, energy_window_s=2); repeatable "
+                        "(--option is an alias)")
     p.add_argument("--plugin", action="append", default=[], metavar="MODULE_OR_FILE",
                    help="import a module or .py file that registers more platforms; repeatable")
     p.add_argument("--retry-failed", action="store_true", help="measure again architectures recorded as failed")
@@ -113,16 +116,6 @@ def read_architectures(path: str | Path, space: Any = None) -> list[Any]:
     return archs
 
 
-def _parse_option(text: str) -> tuple[str, Any]:
-    if "=" not in text:
-        raise UsageError(f"--option must be KEY=VALUE, got {text!r}")
-    key, value = text.split("=", 1)
-    try:
-        return key.strip(), json.loads(value)
-    except json.JSONDecodeError:
-        return key.strip(), value
-
-
 def _load_plugin(spec: str) -> None:
     try:
         if spec.endswith(".py"):
@@ -181,11 +174,9 @@ def run(args: argparse.Namespace) -> int:
     )
     space = None if args.space == "none" else get_space(args.space)
     archs = read_architectures(args.archs, space)[: args.limit]
-    out = Path(args.out)
-    if out.parent and not out.parent.exists():
-        out.parent.mkdir(parents=True, exist_ok=True)
+    out = check_output_path(args.out, "--out")
     skip = records_to_skip(out, args.retry_failed, warn=_warn)
-    options = dict(_parse_option(o) for o in args.option)
+    options = parse_options(args.platform_option)
 
     jobs = []
     failed_before = 0
@@ -206,7 +197,7 @@ def run(args: argparse.Namespace) -> int:
     except SensorUnavailableError as exc:
         raise UsageError(f"platform {args.platform!r} unusable here: {exc}") from None
     except TypeError as exc:
-        raise UsageError(f"platform {args.platform!r}: bad --option: {exc}") from None
+        raise UsageError(f"platform {args.platform!r}: bad --platform-option: {exc}") from None
     failed = 0
     t_run = time.perf_counter()
     try:

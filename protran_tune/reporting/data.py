@@ -151,6 +151,7 @@ def _load_records(path: Path) -> list[PlatformData]:
         label = m.platform if m.mode == "inference" else f"{m.platform}:{m.mode}"
         group = groups.setdefault(label, {"rows": {}, "measurements": [], "failed": 0})
         group["rows"].setdefault(record["arch_hash"], []).append(m.objectives())
+        group.setdefault("target_ci_rel", set()).add((record.get("workload") or {}).get("target_ci_rel"))
         group["measurements"].append((record["arch_hash"], m))
     datasets = []
     for label, group in groups.items():
@@ -168,6 +169,8 @@ def _load_records(path: Path) -> list[PlatformData]:
             "source": ", ".join(sorted({m.source for m in ms})),
             "records": len(ms),
             "failed": group["failed"],
+            # the latency precision asked for (relative 95% CI half-width), when all records asked the same
+            "target_ci_rel": next(iter(group["target_ci_rel"])) if len(group["target_ci_rel"]) == 1 else None,
         }
         datasets.append(PlatformData(label, path, "records", values, group["measurements"], info))
     if not datasets:

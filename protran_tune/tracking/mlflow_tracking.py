@@ -36,6 +36,14 @@ _DONE_TAG = "protran.logged"
 _MAX_PARAM_LEN = 6000
 
 
+def quiet_mlflow_logs() -> None:
+    """Keep MLflow's sqlite store from announcing table creation and upgrades at INFO ("Creating initial MLflow
+    database tables...", "Updating database tables") on every new database: warnings and errors still show."""
+    import logging
+
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
+
+
 class MlflowTracker:
     """Log a study and its trials to MLflow.
 
@@ -50,6 +58,7 @@ class MlflowTracker:
                  artifacts: bool = True) -> None:
         from mlflow.tracking import MlflowClient
 
+        quiet_mlflow_logs()
         self.tracking_uri = check_tracking_uri(tracking_uri)
         if self.tracking_uri.startswith("sqlite:"):
             tune_sqlite()

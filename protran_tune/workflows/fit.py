@@ -172,6 +172,10 @@ except ImportError:  # measuring machines without MLflow still import this modul
 class SurrogateModel(_PythonModel):  # type: ignore[misc, valid-type]
     """MLflow pyfunc wrapper: architectures (JSON column) -> per-target mean and std, physical units."""
 
+    # The input is a JSON column, not a typed schema: MLflow's type-hint validation has nothing to check (and
+    # would warn at every import of this module that predict has no type hints).
+    _skip_type_hint_validation = True
+
     def __init__(self, surrogate: Any, space: str, seq_len: int, scale: Sequence[float],
                  targets: Sequence[str] = HARDWARE_TARGETS) -> None:
         self.surrogate = surrogate

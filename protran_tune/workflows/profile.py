@@ -22,6 +22,7 @@ import json
 import logging
 import os
 import socket
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -29,7 +30,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from protran_tune.objectives.targets import HARDWARE_TARGETS, get_target
+from protran_tune.objectives.targets import ENERGY, HARDWARE_TARGETS, LATENCY, get_target
 from protran_tune.platforms import Workload
 from protran_tune.runtime import DEFAULT_MLFLOW_URI, DEFAULT_STORAGE
 from protran_tune.tracking.records import architecture_from_attr
@@ -89,11 +90,27 @@ class ProfileConfig:
             raise ValueError(f"budget={self.budget} must be >= seed_samples={self.seed_samples}")
         if not 0 < self.threshold < 1:
             raise ValueError(f"threshold must lie in (0, 1), got {self.threshold!r}")
-        from protran_tune.samplers.acquisition import named_acquisition
-
-        named_acquisition(self.acquisition)  # a clear error for an unknown query rule
-        if not self.study_name or HOLDOUT_SUFFIX in self.study_name:
+        if not self.study_name or not self.study_name.strip() or HOLDOUT_SUFFIX in self.study_name:
             raise ValueError(f"study_name must be non-empty and not contain {HOLDOUT_SUFFIX!r}, got {self.study_name!r}")
+        for name in ("timeout_s", "latency_budget_s"):
+            value = getattr(self, name)
+            if value is not None and not (isinstance(value, (int, float)) and 0 < value < float("inf")):
+                raise ValueError(f"{name} must be a positive number of seconds or None, got {value!r}")
+        if self.n_workers is not None and (isinstance(self.n_workers, bool) or not isinstance(self.n_workers, int)
+                                           or self.n_workers < 1):
+            raise ValueError(f"n_workers must be a positive integer or None, got {self.n_workers!r}")
+        self.check_components()
+
+    def check_components(self) -> None:
+        """Fail now, before Ray or any measurement starts, on a bad workload, design space, surrogate (name or
+        parameters) or a query rule the surrogate cannot serve."""
+        from protran_tune.samplers.acquisition import named_acquisition
+        from protran_tune.surrogates import make_surrogate
+
+        self.workload()
+        get_space(self.space)
+        named_acquisition(self.acquisition, make_surrogate(self.surrogate, self.seed, default_space=self.space,
+                                                          **self.surrogate_params))
 
     def workload(self) -> Workload:
         return Workload(mode=self.mode, batch_size=self.batch_size, seq_len=self.seq_len,
@@ -113,6 +130,7 @@ class ProfileResult:
     samples_to_convergence: dict[str, int | None]
     report_dir: str | None
     wall_time_s: float
+    notes: list[str] = field(default_factory=list)  # what the numbers are: modelled energy, missed precision
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -166,19 +184,52 @@ def holdout_architectures(cfg: ProfileConfig) -> list[Architecture]:
     return list(seen.values())
 
 
-class _Progress:
-    def __init__(self, enabled: bool, total: int, initial: int, desc: str) -> None:
+class Progress:
+    """Progress on stderr: a bar in a terminal; elsewhere (``ray job submit``, CI, a log file) plain lines,
+    one per phase and one per architecture, so a long run is never silent."""
+
+    def __init__(self, enabled: bool, total: int, initial: int, desc: str, stream: Any = None) -> None:
+        self.stream = stream if stream is not None else sys.stderr
+        self.desc, self.total, self.done = desc, total, initial
         self.bar = None
-        if enabled:
+        self.lines = False
+        self._phase: str | None = None
+        if enabled and getattr(self.stream, "isatty", lambda: False)():
             from tqdm.auto import tqdm
 
-            self.bar = tqdm(total=total, initial=initial, desc=desc, unit="arch", dynamic_ncols=True)
+            self.bar = tqdm(total=total, initial=initial, desc=desc, unit="arch", dynamic_ncols=True, file=self.stream)
+        else:
+            self.lines = enabled
 
-    def update(self, n: int, **postfix: Any) -> None:
+    def _print(self, text: str) -> None:
+        if self.lines:
+            print(f"{self.desc}: {text}", file=self.stream, flush=True)
+
+    def phase(self, name: str, text: str) -> None:
+        """Announce phase ``name`` (held-out, seed, active) the first time it is entered."""
+        if name != self._phase:
+            self._phase = name
+            self._print(text)
+
+    def record(self, phase: str, arch: Architecture, outcome: Any) -> None:
+        """One architecture of ``phase`` done: a measurement counts (a held-out failure too: it is not retried)."""
+        m = outcome.measurement
+        if m is not None or phase == "held-out":
+            self.done += 1
+            if self.bar is not None:
+                self.bar.update(1)
+        if m is None:
+            what = f"FAILED: {outcome.error}"
+        else:
+            per = {LATENCY.name: "/seq", ENERGY.name: "/seq"}
+            values = ", ".join(f"{k} {v:.4g} {get_target(k).unit}{per.get(k, '')}"
+                               for k, v in m.objectives().items() if v is not None)
+            what = f"{values} [{m.source}], took {m.wall_time_s or 0:.1f} s"
+        self._print(f"[{self.done}/{self.total}] {phase} {arch.content_hash()}: {what}")
+
+    def postfix(self, **values: Any) -> None:
         if self.bar is not None:
-            self.bar.update(n)
-            if postfix:
-                self.bar.set_postfix(postfix, refresh=False)
+            self.bar.set_postfix(values, refresh=False)
 
     def close(self) -> None:
         if self.bar is not None:
@@ -301,7 +352,7 @@ class Profiler:
         return TrialState.RUNNING
 
     # ------------------------------------------------------------- phases
-    def measure_holdout(self, progress: _Progress) -> None:
+    def measure_holdout(self, progress: Progress) -> None:
         """Measure the held-out architectures not measured yet (by architecture hash)."""
         from optuna.trial import TrialState
 
@@ -309,6 +360,9 @@ class Profiler:
         finished = {t.user_attrs.get("arch_hash") for t in self.holdout.get_trials(
             deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL))}
         todo = [a for a in holdout_architectures(self.cfg) if a.content_hash() not in finished]
+        if todo:
+            progress.phase("held-out", f"held-out set: measuring {len(todo)} of {self.cfg.test_samples} random "
+                                       "architectures (the surrogate's test set)")
         for i in range(0, len(todo), self.executor.width):
             chunk = todo[i:i + self.executor.width]
             numbers = []
@@ -321,7 +375,7 @@ class Profiler:
                 numbers.append(trial.number)
             for number, arch, outcome in zip(numbers, chunk, self.executor.measure(chunk)):
                 self._record(self.holdout_recorder, self.holdout_run, self.holdout.study_name, number, arch, outcome)
-                progress.update(1)
+                progress.record("held-out", arch, outcome)
 
     def _ask(self) -> tuple[int, Architecture] | None:
         """Ask one new architecture; duplicates of measured ones are PRUNED (never measured twice)."""
@@ -360,64 +414,99 @@ class Profiler:
         surrogate = make_surrogate(cfg.surrogate, cfg.seed, default_space=cfg.space, **cfg.surrogate_params)
         return fit_and_evaluate(surrogate, cfg.space, train, test)
 
+    def progress(self) -> Progress:
+        """Progress of this run (bar or lines on stderr; nothing when ``cfg.progress`` is off)."""
+        cfg = self.cfg
+        done = self.n_measured() + min(cfg.test_samples, self._states(self.holdout).get("COMPLETE", 0))
+        return Progress(cfg.progress, cfg.budget + cfg.test_samples, done, f"profile {cfg.study_name}")
+
+    def enter_phase(self, progress: Progress) -> str:
+        """``seed`` or ``active`` by the architectures measured so far; announced on entry."""
+        cfg = self.cfg
+        if self.n_measured() < cfg.seed_samples:
+            progress.phase("seed", f"seed: {cfg.seed_samples} Latin-hypercube architectures")
+            return "seed"
+        progress.phase("active", f"active learning: {cfg.surrogate} surrogate, {cfg.acquisition} queries, until "
+                                 f"every held-out test MSE < {cfg.threshold:g} or {cfg.budget} measured")
+        return "active"
+
+    def stop_reason(self, evaluation: Any | None, t0: float, should_stop: Callable[[], bool] | None = None) -> str | None:
+        """Why to stop now (``converged``, ``budget``, ``timeout``, ``stopped``), or ``None`` to go on."""
+        cfg = self.cfg
+        n_measured = self.n_measured()
+        if evaluation is not None and n_measured >= cfg.seed_samples and evaluation.converged(cfg.threshold):
+            return "converged"
+        if n_measured >= cfg.budget:
+            return "budget"
+        if cfg.timeout_s is not None and time.perf_counter() - t0 > cfg.timeout_s:
+            return "timeout"
+        if should_stop is not None and should_stop():
+            return "stopped"
+        return None
+
+    def score(self, curve: list[dict[str, Any]], progress: Progress) -> Any | None:
+        """Evaluate the surrogate on the held-out set; a new point goes on ``curve``, the study and MLflow."""
+        evaluation = self.evaluate()
+        if evaluation is not None:
+            point = evaluation.curve_point()
+            if not curve or curve[-1]["n_samples"] != point["n_samples"]:
+                curve.append(point)
+                self.study.set_user_attr("curve", curve)
+                if self.tracker is not None:
+                    self.tracker.log_study_metrics(self.parent_run, evaluation.metrics(), step=evaluation.n_train)
+            progress.postfix(mse=f"{max(point['test_mse'].values()):.4f}")
+        return evaluation
+
     def run(self, should_stop: Callable[[], bool] | None = None) -> ProfileResult:
         cfg = self.cfg
         t0 = time.perf_counter()
         self._reconcile_tracking()
         self._recover(self.study, self.recorder, self.parent_run)
         curve: list[dict[str, Any]] = list(self.study.user_attrs.get("curve", []))
-        n_measured = self.n_measured()
-        progress = _Progress(cfg.progress, cfg.budget + cfg.test_samples,
-                             n_measured + min(cfg.test_samples, self._states(self.holdout).get("COMPLETE", 0)),
-                             f"profile {cfg.platform}")
-        stop_reason = "budget"
-        converged = False
+        progress = self.progress()
         try:
             self.measure_holdout(progress)
             evaluation = self.evaluate()
-            while True:
-                n_measured = self.n_measured()
-                if evaluation is not None and n_measured >= cfg.seed_samples and evaluation.converged(cfg.threshold):
-                    converged, stop_reason = True, "converged"
-                    break
-                if n_measured >= cfg.budget:
-                    stop_reason = "budget"
-                    break
-                if cfg.timeout_s is not None and time.perf_counter() - t0 > cfg.timeout_s:
-                    stop_reason = "timeout"
-                    break
-                if should_stop is not None and should_stop():
-                    stop_reason = "stopped"
-                    break
-                width = max(1, min(self.executor.width, cfg.budget - n_measured))
+            while (stop_reason := self.stop_reason(evaluation, t0, should_stop)) is None:
+                phase = self.enter_phase(progress)
+                width = max(1, min(self.executor.width, cfg.budget - self.n_measured()))
                 asked = [a for a in (self._ask() for _ in range(width)) if a is not None]
                 if not asked:
                     stop_reason = "exhausted"
                     break
                 outcomes = self.executor.measure([arch for _, arch in asked])
-                ok = sum(self._record(self.recorder, self.parent_run, cfg.study_name, n, a, o)
-                         for (n, a), o in zip(asked, outcomes))
-                progress.update(ok)
-                evaluation = self.evaluate()
-                if evaluation is not None:
-                    point = evaluation.curve_point()
-                    if not curve or curve[-1]["n_samples"] != point["n_samples"]:
-                        curve.append(point)
-                        self.study.set_user_attr("curve", curve)
-                        if self.tracker is not None:
-                            self.tracker.log_study_metrics(self.parent_run, evaluation.metrics(), step=evaluation.n_train)
-                    progress.update(0, mse=f"{max(point['test_mse'].values()):.4f}")
+                for (n, a), o in zip(asked, outcomes):
+                    self._record(self.recorder, self.parent_run, cfg.study_name, n, a, o)
+                    progress.record(phase, a, o)
+                evaluation = self.score(curve, progress)
         finally:
             progress.close()
+        return self.result(stop_reason, curve, t0)
+
+    def result(self, stop_reason: str, curve: list[dict[str, Any]], t0: float) -> ProfileResult:
+        """The run's :class:`ProfileResult` (also stored on the study), with notes on what the numbers are."""
+        from protran_tune.reporting.quality import measurement_notes
+
         states = self._states(self.study)
         result = ProfileResult(
-            study_name=cfg.study_name, n_measured=states.get("COMPLETE", 0), n_failed=states.get("FAIL", 0),
-            n_test=self._states(self.holdout).get("COMPLETE", 0), converged=converged, stop_reason=stop_reason,
-            curve=curve, samples_to_convergence=_samples_to_convergence(curve, cfg.threshold),
+            study_name=self.cfg.study_name, n_measured=states.get("COMPLETE", 0), n_failed=states.get("FAIL", 0),
+            n_test=self._states(self.holdout).get("COMPLETE", 0), converged=stop_reason == "converged",
+            stop_reason=stop_reason, curve=curve, samples_to_convergence=_samples_to_convergence(curve, self.cfg.threshold),
             report_dir=None, wall_time_s=time.perf_counter() - t0,
+            notes=measurement_notes(self.measurements(), self.cfg.target_ci_rel),
         )
         self.study.set_user_attr("result", {k: v for k, v in result.to_dict().items() if k != "curve"})
         return result
+
+    def measurements(self) -> list[Any]:
+        """The :class:`Measurement` of every COMPLETE trial, main study and held-out set."""
+        from optuna.trial import TrialState
+
+        from protran_tune.platforms.measurement import Measurement
+
+        trials = [t for study in (self.study, self.holdout)
+                  for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
+        return [Measurement.from_dict(t.user_attrs["measurement"]) for t in trials if t.user_attrs.get("measurement")]
 
 
 def _samples_to_convergence(curve: list[dict[str, Any]], threshold: float) -> dict[str, int | None]:
@@ -477,33 +566,52 @@ def write_outputs(profiler: Profiler, result: ProfileResult, out_dir: Path) -> P
 
 
 def platform_options(cfg: ProfileConfig) -> dict[str, Any]:
-    """``cfg.platform_options`` plus ``time_budget_s`` for platforms that accept it (torch platforms)."""
+    """``cfg.platform_options`` plus ``time_budget_s`` for platforms that accept it (torch platforms).
+
+    Options the platform's constructor does not take are a ``UsageError`` now, not in a Ray actor later.
+    """
     import inspect
 
+    from protran_tune.errors import UsageError
     from protran_tune.platforms.base import available_platforms, platform_class
 
     options = dict(cfg.platform_options)
-    if cfg.latency_budget_s is not None and "time_budget_s" not in options and cfg.platform in available_platforms():
-        cls = platform_class(cfg.platform)
-        accepts = any("time_budget_s" in inspect.signature(k.__init__).parameters for k in cls.__mro__
-                      if "__init__" in vars(k))
-        if accepts:
-            options["time_budget_s"] = float(cfg.latency_budget_s)
+    if cfg.platform not in available_platforms():
+        return options
+    cls = platform_class(cfg.platform)
+    inits = [inspect.signature(k.__init__).parameters for k in cls.__mro__ if "__init__" in vars(k) and k is not object]
+    named = {n for params in inits for n, p in params.items()
+             if n != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
+    if inits and not any(p.kind == p.VAR_KEYWORD for p in inits[0].values()):
+        named = {n for n in inits[0] if n != "self"}
+    unknown = sorted(set(options) - named)
+    if unknown:
+        raise UsageError(f"platform {cfg.platform!r} takes no option {', '.join(unknown)} (--platform-option); "
+                         f"its options: {', '.join(sorted(named)) or 'none'}")
+    if cfg.latency_budget_s is not None and "time_budget_s" not in options and "time_budget_s" in named:
+        options["time_budget_s"] = float(cfg.latency_budget_s)
     return options
 
 
-def profile(cfg: ProfileConfig) -> ProfileResult:
-    """Run ``profile`` with embedded defaults: storage, MLflow, local Ray (or ``--no-ray``)."""
+def profile(cfg: ProfileConfig, profiler_class: type[Profiler] | None = None) -> ProfileResult:
+    """Run ``profile`` with embedded defaults: storage, MLflow, local Ray (or ``--no-ray``).
+
+    ``profiler_class`` runs the search (default :class:`Profiler`, the ask/tell loop; ``profile --tune`` passes
+    :class:`~protran_tune.workflows.tune.TuneProfiler`).
+    """
     from protran_tune.runtime import open_storage, ray_session
     from protran_tune.tracking.mlflow_tracking import MlflowTracker
     from protran_tune.workflows.executors import InProcessExecutor, RayExecutor
 
+    for module in cfg.plugins:
+        importlib.import_module(module)
+    cfg.platform_options = platform_options(cfg)
     storage = open_storage(cfg.storage)
     tracker = MlflowTracker(cfg.mlflow_uri, cfg.experiment, artifacts=cfg.artifacts) if cfg.mlflow_uri else None
     workload = cfg.workload()
 
     def go(executor: Any) -> ProfileResult:
-        profiler = Profiler(cfg, executor, tracker, storage)
+        profiler = (profiler_class or Profiler)(cfg, executor, tracker, storage)
         status = "FAILED"
         try:
             result = profiler.run()
@@ -517,9 +625,6 @@ def profile(cfg: ProfileConfig) -> ProfileResult:
                 tracker.finish_study(profiler.holdout_run, status)
                 tracker.finish_study(profiler.parent_run, status)
 
-    for module in cfg.plugins:
-        importlib.import_module(module)
-    cfg.platform_options = platform_options(cfg)
     if not cfg.use_ray:
         return go(InProcessExecutor(cfg.platform, workload, cfg.platform_options))
     resources = {f"platform:{cfg.platform}": float(cfg.n_workers or 1)}

@@ -103,6 +103,11 @@ def _plot_predictions(pred: dict[str, Any], out: Path) -> Path | None:
                                   title=f"Held-out predicted vs real ({pred.get('regressor', '')}, ±1 std)")
 
 
+def format_samples_to_convergence(samples: dict[str, int | None]) -> str:
+    """``latency_s 12, energy_j not reached, ...`` (``none`` when there is no curve)."""
+    return ", ".join(f"{k} {'not reached' if v is None else v}" for k, v in samples.items()) or "none"
+
+
 def make_report(out_dir: Path, *, measurements: Path, profile_result: Path, predictions: Path, title: str) -> list[Path]:
     """Draw the profile plots into ``out_dir``, add the reporting module's output, write ``summary.md``."""
     records = [r for _, r in read_records(measurements, repair=False)]
@@ -117,10 +122,11 @@ def make_report(out_dir: Path, *, measurements: Path, profile_result: Path, pred
     from protran_tune.reporting import build_report
 
     head = build_report([measurements], out_dir).summary.read_text()
-    lines = [head.rstrip(), "", f"## Profile: {title}", "", f"- measured: {result.get('n_measured')} (failed {result.get('n_failed')}), "
-             f"held out: {result.get('n_test')}", f"- stop: {result.get('stop_reason')} "
-             f"(converged: {result.get('converged')}), samples to convergence: {result.get('samples_to_convergence')}",
-             ""]
+    lines = [head.rstrip(), "", f"## Profile: {title}", "",
+             f"- measured: {result.get('n_measured')} (failed {result.get('n_failed')}), held out: {result.get('n_test')}",
+             f"- stop: {result.get('stop_reason')} (converged: {result.get('converged')}); samples to convergence "
+             f"(held-out test MSE below {result.get('threshold')}): "
+             f"{format_samples_to_convergence(result.get('samples_to_convergence') or {})}", ""]
     final = result.get("final", {})
     if final:
         lines += ["| measure | test MSE | Kendall tau | within 10% |", "|---|---|---|---|"]
