@@ -179,6 +179,31 @@ def test_other_parameters_go_to_a_seeded_random_sampler_with_one_warning(make, c
 
 
 @parametrize_sampler
+def test_a_relative_independent_sampler_samples_the_other_parameters_jointly(make) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        independent = optuna.samplers.TPESampler(multivariate=True, n_startup_trials=2, seed=0)
+    sampler = make(independent_sampler=independent)
+
+    def with_xy(trial):
+        values = hardware_objective(SPACE)(trial)
+        return values[0] * (1 + trial.suggest_float("x", 0, 1) + trial.suggest_float("y", 0, 1)), values[1], values[2]
+
+    study = _study(sampler)
+    study.optimize(with_xy, n_trials=4)
+    trial = study.ask()
+    frozen = study._storage.get_trial(trial._trial_id)
+    assert "n_layers" in independent.infer_relative_search_space(study, frozen)
+    assert set(sampler.infer_relative_search_space(study, frozen)) == {"x", "y"}  # architecture parameters stay ours
+    x = trial.suggest_float("x", 0, 1)
+    assert trial._relative_params is not None and trial._relative_params["x"] == x  # drawn jointly by TPE
+    chosen = study._storage.get_trial_system_attrs(trial._trial_id)[PARAMS_ATTR]
+    mixed = {"n_layers": CategoricalDistribution([2, 4, 6, 8, 10, 12]), "z": FloatDistribution(-1, 1)}
+    got = sampler.sample_relative(study, frozen, mixed)
+    assert got["n_layers"] == chosen["n_layers"] and -1 <= got["z"] <= 1 and type(got["z"]) is float
+
+
+@parametrize_sampler
 def test_a_parameter_outside_the_chosen_architecture_is_an_error(make) -> None:
     study = _study(make())
     trial = study.ask()
