@@ -207,6 +207,19 @@ def test_a_relative_independent_sampler_samples_the_other_parameters_jointly(mak
     assert got["n_layers"] == chosen["n_layers"] and -1 <= got["z"] <= 1 and type(got["z"]) is float
 
 
+@pytest.mark.parametrize("name", ["active", "pareto"])
+def test_values_of_trials_that_suggest_no_architecture_are_not_learned(name: str) -> None:
+    study = _study(FACTORIES[name]())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # the seed set runs out
+        study.optimize(lambda t: (t.suggest_float("x", 0, 1),) * 3, n_trials=5)  # the proposals go unused
+        assert all(t.system_attrs[INFO_ATTR]["phase"] != "active" for t in study.trials)
+        study.optimize(hardware_objective(SPACE), n_trials=5)
+    phases = [t.system_attrs[INFO_ATTR]["phase"] for t in study.trials[5:]]
+    assert phases[:2] != ["active"] * 2 and phases[-1] == "active"
+    assert study.trials[-1].system_attrs[INFO_ATTR]["n_train"] == 4  # the trials that evaluated an architecture
+
+
 @pytest.mark.parametrize("metric_names", [None, ["score"]])
 @pytest.mark.parametrize("direction", ["minimize", "maximize"])
 def test_pareto_sampler_learns_generic_objectives_in_the_study_direction(direction: str, metric_names) -> None:

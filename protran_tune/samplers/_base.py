@@ -80,11 +80,20 @@ def conform_params(arch: Architecture, fixed: Mapping[str, Any]) -> dict[str, An
     return out
 
 
-def trial_architecture(trial: "FrozenTrial", space: Parameterization | DesignSpace | str = "flexibert2") -> Architecture | None:
+def trial_architecture(
+    trial: "FrozenTrial", space: Parameterization | DesignSpace | str = "flexibert2", *, evaluated_only: bool = False
+) -> Architecture | None:
     """The architecture a trial evaluated (its params, once complete), else the one proposed for it
-    (system attrs), else its enqueued fixed params; ``None`` if none parses in ``space``."""
+    (system attrs), else its enqueued fixed params; ``None`` if none parses in ``space``.
+
+    ``evaluated_only``: only the architecture the objective suggested (its params), the one its values
+    describe; a trial whose objective did not suggest a whole architecture gives ``None``, so surrogates
+    never learn a proposal the objective ignored.
+    """
     params = get_parameterization(space)
-    for source in (trial.params, trial.system_attrs.get(PARAMS_ATTR), trial.system_attrs.get("fixed_params")):
+    sources = [trial.params] if evaluated_only else [
+        trial.params, trial.system_attrs.get(PARAMS_ATTR), trial.system_attrs.get("fixed_params")]
+    for source in sources:
         if source and "n_layers" in source:
             try:
                 return params.from_params(source)

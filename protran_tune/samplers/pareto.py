@@ -140,10 +140,11 @@ class ParetoSampler(ArchitectureSampler):
         return [get_target(n).name if _is_target(n) else n for n in names]
 
     def observations(self, study: "Study") -> tuple[list[Architecture], np.ndarray, np.ndarray]:
-        """Completed trials' architectures, values ``(n, k)`` and feasibility ``(n,)`` (constraints <= 0)."""
+        """Completed trials' architectures, values ``(n, k)`` and feasibility ``(n,)`` (constraints <= 0); only
+        trials whose objective suggested a whole architecture."""
         archs, ys, feasible = [], [], []
         for t in study._get_trials(deepcopy=False, states=(TrialState.COMPLETE,), use_cache=False):
-            arch = trial_architecture(t, self._params)
+            arch = trial_architecture(t, self._params, evaluated_only=True)
             if arch is None or t.values is None or not all(math.isfinite(v) for v in t.values):
                 continue
             archs.append(arch)
