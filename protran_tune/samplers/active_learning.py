@@ -49,7 +49,8 @@ class ActiveLearningSampler(ArchitectureSampler):
     complete, active learning starts on what has completed (at least 2 trials); with fewer, the seed
     sampler's own fallback (random points through the same mapping, with a warning) is used.
     Completed trials with NaN or infinite objective values are left out of the fit and counted in
-    the proposal info (system attr ``protran:proposal``).
+    the proposal info (system attr ``protran:proposal``); so are trials whose objective did not suggest
+    a whole architecture (their values do not describe the proposal).
 
     Args:
         surrogate: a surrogate instance (cloned before each fit) or a name for
@@ -242,7 +243,7 @@ class ActiveLearningSampler(ArchitectureSampler):
             if not all(math.isfinite(v) for v in y):
                 skipped += 1
                 continue
-            arch = trial_architecture(t, self._params)
+            arch = trial_architecture(t, self._params, evaluated_only=True)
             if arch is None or not self._space.contains(arch):
                 continue
             numbers.append(t.number)

@@ -8,7 +8,10 @@ value is, :mod:`protran_tune.objectives.targets`):
 * hardware targets (``latency_s``, ``energy_j``, ``peak_power_w``, ...) by the ``hardware`` surrogate,
   on the logarithm of the cost (costs span orders of magnitude; the std is then relative);
 * zero-cost targets (``params``, ``flops``, ``depth``) are computed exactly (std 0);
-* any other metric by the ``accuracy`` surrogate on the raw value.
+* any other metric by the ``accuracy`` surrogate on the raw value; without metric names, every value is
+  such a generic objective (``objective0``, ``objective1``, ...).
+
+Non-target objectives are maximised or minimised as the study's directions say.
 
 Each proposal step scores candidate architectures — ``candidates`` (a fixed pool, e.g. a benchmark
 table) or ``n_candidates`` random architectures of the space plus single-parameter mutations of the
@@ -38,6 +41,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 import numpy as np
 from optuna import logging as optuna_logging
 from optuna.samplers import BaseSampler
+from optuna.study import StudyDirection
 from optuna.trial import TrialState
 
 from protran_tune.objectives.targets import TARGETS, get_target
@@ -130,17 +134,19 @@ class ParetoSampler(ArchitectureSampler):
 
     # ----------------------------------------------------------------- data
     def objective_names(self, study: "Study") -> list[str]:
-        """The study's metric names (canonical target names where they are targets)."""
+        """The study's metric names (canonical target names where they are targets); without metric names,
+        generic ``objective0, objective1, ...`` (learned on the raw values, directions from the study)."""
         names = study.metric_names
         if names is None:
-            raise ValueError("ParetoSampler needs study.set_metric_names([...]) to know which target each value is")
+            return [f"objective{i}" for i in range(len(study.directions))]
         return [get_target(n).name if _is_target(n) else n for n in names]
 
     def observations(self, study: "Study") -> tuple[list[Architecture], np.ndarray, np.ndarray]:
-        """Completed trials' architectures, values ``(n, k)`` and feasibility ``(n,)`` (constraints <= 0)."""
+        """Completed trials' architectures, values ``(n, k)`` and feasibility ``(n,)`` (constraints <= 0); only
+        trials whose objective suggested a whole architecture."""
         archs, ys, feasible = [], [], []
         for t in study._get_trials(deepcopy=False, states=(TrialState.COMPLETE,), use_cache=False):
-            arch = trial_architecture(t, self._params)
+            arch = trial_architecture(t, self._params, evaluated_only=True)
             if arch is None or t.values is None or not all(math.isfinite(v) for v in t.values):
                 continue
             archs.append(arch)
@@ -212,7 +218,8 @@ class ParetoSampler(ArchitectureSampler):
     def _plan_batch(self, study: "Study", archs: list[Architecture], Y: np.ndarray, feasible: np.ndarray,
                     taken: set[str], number: int) -> list[tuple[Architecture, dict[str, Any]]]:
         names = self.objective_names(study)
-        norm = self._normaliser or _observed_box(names, Y[feasible] if feasible.any() else Y)
+        study_signs = [1.0 if d == StudyDirection.MINIMIZE else -1.0 for d in study.directions]
+        norm = self._normaliser or _observed_box(names, Y[feasible] if feasible.any() else Y, study_signs)
         Z = norm.transform(Y)
         front = [a for a, ok, f in zip(archs, feasible, pareto_mask(Z)) if ok and f]
         cands = self.candidate_set(archs, front, taken, number)
@@ -346,9 +353,10 @@ def _constraint_values(trial: "FrozenTrial") -> list[float]:
     return [float(v) for v in trial.constraints.values()]
 
 
-def _observed_box(names: Sequence[str], Y: np.ndarray) -> Normaliser:
-    """The box of observed values, widened by 10% of the range on the worst side."""
-    signs = np.array([get_target(n).sign if _is_target(n) else 1.0 for n in names])
+def _observed_box(names: Sequence[str], Y: np.ndarray, study_signs: Sequence[float]) -> Normaliser:
+    """The box of observed values, widened by 10% of the range on the worst side; ``study_signs``: +1 for the
+    study's minimised objectives, -1 for maximised ones (used for objectives that are not targets)."""
+    signs = np.array([get_target(n).sign if _is_target(n) else s for n, s in zip(names, study_signs)])
     lo, hi = Y.min(0), Y.max(0)
     span = np.where(hi > lo, hi - lo, np.maximum(np.abs(hi), 1.0))
     worst = np.where(signs > 0, hi + 0.1 * span, lo - 0.1 * span)
