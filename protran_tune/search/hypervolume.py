@@ -111,8 +111,9 @@ class ImprovementCells:
         F = np.asarray(front, dtype=np.float64).reshape(-1, k)
         F = F[np.all(F > 0, axis=1)]
         ref = torch.zeros(k, dtype=torch.float64)
-        if len(F) == 0:
-            self.lower, self.upper = np.zeros((1, k)), np.full((1, k), np.inf)
+        if len(F) == 0 or k == 1:  # one objective: the region above the best value (or the origin)
+            self.lower = np.full((1, k), F.max(0) if len(F) else 0.0)
+            self.upper = np.full((1, k), np.inf)
             return
         part = FastNondominatedPartitioning(ref_point=ref, Y=torch.as_tensor(F[pareto_mask(F)]))
         bounds = part.get_hypercell_bounds().numpy()
