@@ -63,9 +63,9 @@ def ours_kwargs(config: dict[str, Any], seed: int) -> dict[str, Any]:
             "surrogates": {"accuracy": accuracy, "hardware": hardware}}
 
 
-def run_job(job: tuple[str, str, int, int, str]) -> dict[str, Any]:
-    """One (setting, method, seed): the regret after each true evaluation."""
-    setting, method, seed, budget, config = job
+def run_job(job: tuple[str, str, int, int, str, float | None]) -> dict[str, Any]:
+    """One (setting, method, seed): the regret after each true evaluation (fewer if the time limit struck)."""
+    setting, method, seed, budget, config, limit = job
     import warnings
 
     import torch
@@ -84,15 +84,15 @@ def run_job(job: tuple[str, str, int, int, str]) -> dict[str, Any]:
                            normaliser=problem.normaliser, **extra)
     t0 = time.perf_counter()
     try:
-        run = run_pool_search(problem, sampler, budget, seed, method)
+        run = run_pool_search(problem, sampler, budget, seed, method, time_limit_s=limit)
     except Exception as exc:  # noqa: BLE001 - a failing method is reported, not hidden
         return {"setting": setting, "method": method, "config": config, "seed": seed, "error": f"{type(exc).__name__}: {exc}"}
     return {"setting": setting, "method": method, "config": config, "seed": seed, "seconds": time.perf_counter() - t0,
             "regret": [problem.true_hv - h for h in run.hv], "rows": [table.ids[r] for r in run.rows], "snapped": run.snapped,
-            "true_hypervolume": problem.true_hv}
+            "true_hypervolume": problem.true_hv, "truncated": len(run.rows) < budget, "time_limit_s": limit}
 
 
-def run_all(jobs: list[tuple[str, str, int, int, str]], workers: int, deadline: float, sink: Path) -> int:
+def run_all(jobs: list[tuple[str, str, int, int, str, float | None]], workers: int, deadline: float, sink: Path) -> int:
     """Run ``jobs`` in ``workers`` processes until done or ``deadline`` (time.time()); append each result to
     ``sink``. Returns the number finished."""
     import multiprocessing as mp
@@ -190,12 +190,15 @@ def plot(setting: str, summary: dict[str, Any], path: Path, title: str) -> Path:
     return save_figure(fig, path)
 
 
-def all_jobs(seeds: int, budget: int, methods: list[str], settings: list[str]) -> list[tuple[str, str, int, int, str]]:
-    jobs = [("h200", "ours", s, budget, c) for c in CANDIDATES for s in SELECTION_SEEDS]
+def all_jobs(seeds: int, budget: int, methods: list[str], settings: list[str], report_configs: list[str],
+             limit: float | None) -> list[tuple[str, str, int, int, str, float | None]]:
+    """Selection runs of every candidate of ours (time-limited), then every method on the report seeds."""
+    jobs: list[tuple[str, str, int, int, str, float | None]] = [
+        ("h200", "ours", s, budget, c, limit) for c in CANDIDATES for s in SELECTION_SEEDS]
     for st in settings:
         for m in methods:
-            for c in (CANDIDATES if m == "ours" else ["-"]):
-                jobs += [(st, m, s, budget, c) for s in range(seeds)]
+            for c in (report_configs if m == "ours" else ["-"]):
+                jobs += [(st, m, s, budget, c, None) for s in range(seeds)]
     cost = {"ours": 0, "qlognehvi": 0, "gp": 1}
     return sorted(jobs, key=lambda j: (cost.get(j[1], 2), j[0] != "h200"))  # slowest first
 
@@ -205,17 +208,21 @@ def recorded(path: Path) -> list[dict[str, Any]]:
 
 
 def choose(runs: list[dict[str, Any]], budget: int) -> tuple[str, dict[str, Any]]:
-    """The candidate with the lowest median regret at 50 on the selection seeds, and the selection table."""
-    sel = {}
+    """The candidate with the lowest median regret at 50 on the selection seeds, and the selection table
+    (a candidate whose runs did not reach 50 evaluations within the time limit cannot be chosen)."""
+    at = min(50, budget)
+    sel: dict[str, Any] = {}
     for c in CANDIDATES:
         rs = [dict(r, method=c) for r in runs if r["setting"] == "h200" and r["method"] == "ours" and r["config"] == c
               and r["seed"] in SELECTION_SEEDS and "error" not in r]
-        if rs:
-            sel[c] = summarise(rs, budget)[c]["hv_regret"]
-    if not sel:
-        raise SystemExit("no selection run recorded: run the jobs first")
-    at = str(min(50, budget))
-    best = min(sel, key=lambda c: sel[c][at]["median"])
+        reached = [r for r in rs if len(r["regret"]) >= at]
+        sel[c] = {"runs": len(rs), "reached": len(reached), "evaluations": [len(r["regret"]) for r in rs],
+                  "seconds": [round(r["seconds"]) for r in rs],
+                  "regret_at": summarise(reached, at)[c]["hv_regret"] if reached else None}
+    ok = [c for c in sel if sel[c]["reached"] == len(SELECTION_SEEDS)]
+    if not ok:
+        raise SystemExit("no candidate of ours completed its selection runs: run the jobs first")
+    best = min(ok, key=lambda c: sel[c]["regret_at"][str(at)]["median"])
     return best, sel
 
 
@@ -265,6 +272,9 @@ def main() -> int:
     p.add_argument("--deadline-s", type=float, default=1e9, help="stop starting and collecting jobs after this long")
     p.add_argument("--jobs", default=str(JOBS), help="recorded jobs (JSON lines; appended, resumed)")
     p.add_argument("--report-only", action="store_true")
+    p.add_argument("--report-configs", default="ehvi", help="candidates of ours run on the report seeds (default ehvi)")
+    p.add_argument("--selection-time-limit-s", type=float, default=480.0,
+                   help="time limit of each selection run (a candidate too slow for it cannot be chosen)")
     p.add_argument("--out", default=str(RESULTS / "nas_benchmark.json"))
     args = p.parse_args()
     t0 = time.time()
@@ -273,7 +283,8 @@ def main() -> int:
     sink = Path(args.jobs)
     if not args.report_only:
         have = {(r["setting"], r["method"], r["seed"], r["config"]) for r in recorded(sink) if "error" not in r}
-        todo = [j for j in all_jobs(args.seeds, args.budget, methods, settings) if (j[0], j[1], j[2], j[4]) not in have]
+        jobs = all_jobs(args.seeds, args.budget, methods, settings, args.report_configs.split(","), args.selection_time_limit_s)
+        todo = [j for j in jobs if (j[0], j[1], j[2], j[4]) not in have]
         print(f"{len(todo)} job(s) to run, {len(have)} recorded", file=sys.stderr, flush=True)
         run_all(todo, args.workers, t0 + args.deadline_s, sink)
     result = report(recorded(sink), args.seeds, args.budget, settings, Path(args.out))

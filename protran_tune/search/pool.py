@@ -137,9 +137,9 @@ class PoolRun:
 
 def run_pool_search(problem: PoolProblem, sampler: Any, budget: int, seed: int, method: str = "",
                     progress: Callable[[str], None] | None = None, storage: str | None = None,
-                    study_name: str | None = None) -> PoolRun:
+                    study_name: str | None = None, time_limit_s: float | None = None) -> PoolRun:
     """Evaluate ``budget`` distinct rows with ``sampler`` (see module docstring); the study is in memory
-    unless ``storage`` is given."""
+    unless ``storage`` is given. ``time_limit_s`` stops earlier (the run then holds fewer evaluations)."""
     import optuna
     from optuna.trial import TrialState, create_trial
 
@@ -153,6 +153,8 @@ def run_pool_search(problem: PoolProblem, sampler: Any, budget: int, seed: int, 
     snapped = 0
     t0 = time.perf_counter()
     while len(evaluated) < min(budget, len(problem.table)):
+        if time_limit_s is not None and time.perf_counter() - t0 > time_limit_s:
+            break
         trial = study.ask()
         arch = problem.params.suggest(trial)
         row = problem.snap(arch, done)
