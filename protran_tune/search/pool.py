@@ -7,8 +7,9 @@ distance between the standardised global features of the architectures
 (:class:`~protran_tune.space.FeatureEncoder`, whole-architecture columns: layers, parameters, FLOPs,
 head dimensions per op, hidden sizes, feed-forward widths), ties to the first row in table order. The
 same rule applies to every method; the proposal is then recorded as a PRUNED trial (user attr
-``snapped_to``) and the evaluated row enters the study as a COMPLETE trial with its own parameters
-(``optuna.trial.create_trial``), so samplers learn from what was evaluated. ``n`` true evaluations are
+``snapped_to``) and the evaluated row enters the study as a COMPLETE trial with its own parameters and
+the proposal's system attrs (a sampler's bookkeeping, such as NSGA-II's generation), so samplers learn
+from what was evaluated. ``n`` true evaluations are
 ``n`` COMPLETE trials, each a distinct row.
 
 Quality is the hypervolume of the evaluated rows in a box fixed before the search
@@ -168,11 +169,13 @@ def run_pool_search(problem: PoolProblem, sampler: Any, budget: int, seed: int, 
             snapped += 1
             trial.set_user_attr("snapped_to", problem.table.ids[row])
             study.tell(trial, state=TrialState.PRUNED)
+            # the evaluated row keeps the proposal's sampler bookkeeping (e.g. NSGA-II's generation)
+            inherited = study._storage.get_trial_system_attrs(trial._trial_id)
             study.add_trial(create_trial(
                 params=problem.params.to_params(row_arch), distributions=problem.params.distributions(row_arch),
                 values=values, user_attrs={"architecture": row_arch.to_json(), "proposed_by": trial.number,
                                            "row": problem.table.ids[row]},
-                system_attrs=_constraint_attrs(problem, values)))
+                system_attrs={**inherited, **_constraint_attrs(problem, values)}))
         evaluated.append(row)
         done.add(row)
         hv.append(problem.hv_of(evaluated))
