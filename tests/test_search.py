@@ -47,7 +47,7 @@ def test_expected_improvement_by_quadrature_equals_monte_carlo() -> None:
 # ----------------------------------------------------------------------------- parameterisation
 def test_nas_bench_bert_parameters_cover_the_table_and_round_trip() -> None:
     params = get_parameterization("nas-bench-bert")
-    assert isinstance(params, NasBenchBertParameters) and params.size == 2 * (24**2 + 24**4)
+    assert isinstance(params, NasBenchBertParameters) and params.size == 2 * (48**2 + 48**4)
     table = load_dataset("nas-bench-bert")
     for arch in table.archs:
         p = params.to_params(arch)
@@ -101,11 +101,11 @@ def test_ours_proposes_unevaluated_rows_and_beats_random_on_this_table(problem) 
     regrets = {}
     for method in ("ours", "random"):
         out = []
-        for seed in (0, 1):
+        for seed in (0,):
             sampler = make_sampler(method, seed=seed, space="nas-bench-bert", candidates=list(problem.table.archs),
                                    normaliser=problem.normaliser, surrogates=fast, n_startup_trials=8) if method == "ours" \
                 else make_sampler(method, seed=seed, space="nas-bench-bert")
-            run = run_pool_search(problem, sampler, 24, seed, method)
+            run = run_pool_search(problem, sampler, 20, seed, method)
             if method == "ours":
                 assert run.snapped == 0  # it proposes rows of the table
             out.append(problem.true_hv - run.hv[-1])
@@ -134,7 +134,7 @@ def test_live_search_records_the_study_mlflow_runs_outputs_and_checks_the_front(
                "--surrogate-param", "kernel=linear+matern", "--surrogate-param", "encoder=cost", "--json", cwd=tmp_path)
     assert res.returncode == 0, res.stderr
     summary = json.loads(res.stdout)
-    assert summary["n_evaluated"] == 12 and summary["front_size"] >= 1 and "hardware not verified" in summary["notes"][0]
+    assert summary["n_evaluated"] == 12 and summary["front_size"] >= 1 and "front not verified" in summary["notes"][0]
     study = optuna.load_study(study_name="s", storage=f"sqlite:///{tmp_path}/protran.db")
     assert study.metric_names == ["glue", "latency_s"] and len(study.trials) == 12
     t = study.trials[-1]
@@ -159,7 +159,8 @@ def test_live_search_records_the_study_mlflow_runs_outputs_and_checks_the_front(
         arch = Architecture.from_json(r["architecture"])
         m = Measurement(platform="cpu", device="test", mode="inference", batch_size=1, seq_len=128, repeats=10,
                         latency_s=r["latency_s"] * 1.1, latency_iqr_s=0.0, latency_ci_rel=0.01, source="modelled:cpu-time",
-                        energy_j=0.1, peak_power_w=20.0)
+                        energy_j=0.1, energy_above_idle_j=0.1, peak_power_w=20.0,
+                        unavailable={k: "not in this test" for k in ("idle_power_w", "mean_power_w", "energy_spread_rel")})
         lines.append(json.dumps({"arch_hash": arch.content_hash(), "architecture": arch.to_dict(), "platform": "cpu",
                                  "status": "ok", "measurement": m.to_dict(), "workload": {"mode": "inference"}}))
     records.write_text("\n".join(lines) + "\n")

@@ -8,7 +8,7 @@
 * a platform name (``cpu``, ``cuda``, ...): measured there with the providers' workload;
 * ``records:FILE``: ``protran-tune measure`` records made elsewhere (e.g. on a GPU machine, from the
   ``front_archs.jsonl`` a search writes);
-* ``none``.
+* ``none``: nothing is checked.
 
 Accuracy is checked by training again with other seeds where it came from training, and by the recorded
 NAS-Bench-BERT score where the predictor was used and the architecture is one of the table's (otherwise
@@ -33,8 +33,8 @@ def _hardware_check(cfg: Any, hw_targets: list[str]) -> tuple[Callable[[Sequence
     opts = cfg.providers
     kind, _, rest = opts.hardware.partition(":")
     verify = cfg.verify
-    if verify == "none" or not hw_targets:
-        return None, "hardware not verified (--verify none)" if hw_targets else None
+    if not hw_targets:
+        return None, None
     if verify.startswith("records:"):
         return _from_records(verify.split(":", 1)[1], hw_targets), None
     options: dict[str, Any] = dict(opts.platform_options)
@@ -119,6 +119,8 @@ def _accuracy_check(cfg: Any, objectives: Any, acc_targets: list[str]) -> tuple[
 
 def verifier_for(cfg: Any, objectives: Any) -> tuple[Verifier | None, list[str]]:
     """A function giving, per front member, ``{"values": {objective: measured or None}, "sources": {...}}``."""
+    if cfg.verify == "none":
+        return None, ["front not verified (--verify none)"]
     kinds = {o: get_target(o).kind for o in cfg.objectives}
     hw_check, hw_note = _hardware_check(cfg, [o for o, k in kinds.items() if k == "hardware"])
     acc_check, acc_note = _accuracy_check(cfg, objectives, [o for o, k in kinds.items() if k == "accuracy"])
