@@ -2,7 +2,8 @@
 
 * Optuna storage ``sqlite:///protran.db`` and MLflow ``sqlite:///mlflow.db`` in the working directory.
 * A local Ray started by the command (bound to 127.0.0.1, token authentication on) and shut down by it,
-  or an existing cluster from ``--ray-address`` / ``RAY_ADDRESS``.
+  or an existing cluster from ``--ray-address`` / ``RAY_ADDRESS``; what a killed command left of its
+  Ray (processes, the ``/tmp/ptray-*`` folder) is reaped by the next start.
 * Owners: a process that leaves state behind (a RUNNING trial, an MLflow run, a Ray folder) records
   itself as an :class:`Owner` (host, pid, start time), so others can tell a dead owner from a live one.
 * :func:`sqlite_lock`: one process of this host at a time on a sqlite database (table creation,
@@ -367,7 +368,10 @@ def ray_session(
     if started:
         # "local" forces a new Ray owned by this process even where another Ray runs on the machine;
         # its own temp dir keeps it apart from them (sockets, session files, logs).
-        temp_dir = tempfile.mkdtemp(prefix="ptray-", dir="/tmp" if os.path.isdir("/tmp") else None)
+        root = "/tmp" if os.path.isdir("/tmp") else None
+        reap_ray_debris(root)
+        temp_dir = tempfile.mkdtemp(prefix=RAY_TEMP_PREFIX, dir=root)
+        (Path(temp_dir) / RAY_OWNER_FILE).write_text(str(Owner.current()))
         address = "local"
         kwargs.update(
             num_cpus=num_cpus,
@@ -396,8 +400,11 @@ def ray_session(
 
 
 def ray_processes(temp_dir: str | Path) -> list[int]:
-    """PIDs of the Ray processes of the cluster started with ``--temp-dir temp_dir`` (Linux ``/proc``)."""
+    """PIDs of the Ray processes of the cluster started with ``--temp-dir temp_dir`` (Linux ``/proc``):
+    those naming it on their command line, and those holding a file under it open (Ray's agents and
+    workers rename themselves ``ray::...`` but keep their log files open)."""
     needle = str(temp_dir).encode()
+    prefix = str(Path(temp_dir).resolve()) + os.sep
     pids = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
@@ -406,9 +413,55 @@ def ray_processes(temp_dir: str | Path) -> list[int]:
             cmdline = (entry / "cmdline").read_bytes()
         except OSError:
             continue
-        if needle in cmdline:
+        if needle in cmdline or _holds_file_under(entry, prefix):
             pids.append(int(entry.name))
     return sorted(pids)
+
+
+def _holds_file_under(proc: Path, prefix: str) -> bool:
+    try:
+        fds = list((proc / "fd").iterdir())
+    except OSError:  # gone, or another user's process
+        return False
+    for fd in fds:
+        try:
+            if os.readlink(fd).startswith(prefix):
+                return True
+        except OSError:
+            continue
+    return False
+
+
+RAY_TEMP_PREFIX = "ptray-"
+RAY_OWNER_FILE = "owner"
+
+
+def _ray_dir_owner(path: Path) -> Owner | None:
+    """Owner of a local Ray folder: its ``owner`` file, else the driver pid Ray put in the session
+    folder's name (``session_<date>_<time>_<pid>``); ``None`` if neither exists yet."""
+    with contextlib.suppress(OSError):
+        return Owner.parse((path / RAY_OWNER_FILE).read_text().strip())
+    sessions = sorted(p.name for p in path.glob("session_2*"))
+    if sessions and sessions[-1].rsplit("_", 1)[-1].isdigit():
+        return Owner(socket.gethostname(), int(sessions[-1].rsplit("_", 1)[-1]))
+    return None
+
+
+def reap_ray_debris(root: str | Path | None = None) -> list[Path]:
+    """Stop the processes and remove the folders of local Rays (``<root>/ptray-*``, default the temp
+    dir) whose owner process is dead, e.g. a ``profile`` killed with ``kill -9``; folders of live or
+    unknown owners are left alone. Returns the folders removed."""
+    reaped = []
+    for path in sorted(Path(root or tempfile.gettempdir()).glob(RAY_TEMP_PREFIX + "*")):
+        owner = _ray_dir_owner(path)
+        if not path.is_dir() or owner is None or owner.alive() is not False:
+            continue
+        stop_ray_processes(path, grace_s=5.0)
+        shutil.rmtree(path, ignore_errors=True)
+        if not path.exists():
+            reaped.append(path)
+            logging.getLogger(__name__).info("removed the Ray folder %s of dead process %s", path, owner)
+    return reaped
 
 
 def _alive(pid: int) -> bool:

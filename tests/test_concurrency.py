@@ -1,4 +1,4 @@
-"""Concurrent ``profile`` processes on one study, process owners and the storage lock (issue 12).
+"""Concurrent ``profile`` processes on one study, process owners, the storage lock and Ray debris (issue 12).
 
 Real processes throughout: ``profile`` runs as separate ``python -m protran_tune.cli`` processes on one
 sqlite Optuna storage and one sqlite MLflow store; owners are real live, finished or reused processes;
@@ -8,7 +8,9 @@ measured architecture hash to a log file, so duplicate measurements are counted,
 
 from __future__ import annotations
 
+import json
 import os
+import signal
 import socket
 import sqlite3
 import subprocess
@@ -22,7 +24,14 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from protran_tune.runtime import Owner, process_start, sqlite_lock
+from protran_tune.runtime import (
+    RAY_OWNER_FILE,
+    Owner,
+    process_start,
+    ray_processes,
+    reap_ray_debris,
+    sqlite_lock,
+)
 
 TESTS = Path(__file__).resolve().parent
 ENV = {**{k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_AUTH_MODE")},
@@ -141,3 +150,76 @@ def test_concurrent_profiles_crash_never_measure_twice_and_hold_the_budget(tmp_p
     assert set(runs["tags.protran.logged"]) == {"1"} and (runs["status"] == "FINISHED").all()
     parents = mlflow.search_runs(experiment_names=["protran-tune"], filter_string="tags.`protran.role` = 'study'")
     assert sorted(parents["tags.protran.study"]) == ["c", "c.holdout"]
+
+
+# --------------------------------------------------------------------------- Ray debris
+def fake_ray_dir(root: Path, name: str, owner: Owner | None, session_pid: int | None = None) -> Path:
+    path = root / f"ptray-{name}"
+    (path / "logs").mkdir(parents=True)
+    if owner is not None:
+        (path / RAY_OWNER_FILE).write_text(str(owner))
+    if session_pid is not None:
+        (path / f"session_2026-01-01_00-00-00_000000_{session_pid}").mkdir()
+    return path
+
+
+def test_reaping_stops_and_removes_only_debris_of_dead_owners(tmp_path: Path, sleeper):
+    live = Owner(socket.gethostname(), sleeper.pid, process_start(sleeper.pid))
+    dead = fake_ray_dir(tmp_path, "dead", dead_owner())
+    # a stand-in for a Ray agent left behind: holds a log file of the folder open, as Ray's agents do
+    agent = subprocess.Popen([sys.executable, "-c", f"f = open({str(dead / 'logs' / 'agent.out')!r}, 'a')\n"
+                              "import time\ntime.sleep(600)"])
+    kept = {fake_ray_dir(tmp_path, "live", live), fake_ray_dir(tmp_path, "unknown", None),
+            fake_ray_dir(tmp_path, "session-live", None, session_pid=sleeper.pid)}
+    old = fake_ray_dir(tmp_path, "session-dead", None, session_pid=dead_owner().pid)
+    try:
+        deadline = time.time() + 60
+        while agent.pid not in ray_processes(dead) and time.time() < deadline:  # until it has opened the file
+            time.sleep(0.1)
+        assert ray_processes(dead) == [agent.pid]
+        assert sorted(reap_ray_debris(tmp_path)) == sorted([dead, old])
+        assert agent.wait(timeout=60) is not None  # stopped by the reaper
+        assert set(tmp_path.glob("ptray-*")) == kept
+    finally:
+        agent.kill()
+        agent.wait()
+
+
+def owned_ray_dir(pid: int) -> Path | None:
+    for path in Path("/tmp").glob("ptray-*"):
+        owner = Owner.parse((path / RAY_OWNER_FILE).read_text().strip()) if (path / RAY_OWNER_FILE).exists() else None
+        if owner is not None and owner.pid == pid and owner.host == socket.gethostname():
+            return path
+    return None
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_kill_9_leaves_ray_debris_that_the_next_start_reaps(tmp_path: Path):
+    """Issue 12.3: ``kill -9`` of ``profile`` leaves Ray processes and ``/tmp/ptray-*``; the next start cleans them."""
+    log = tmp_path / "measured.log"
+    cmd = profile_cmd(log, "k", 6)
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 300
+        while count_trials(tmp_path / "protran.db", "k.holdout") < 1 and time.time() < deadline:
+            assert proc.poll() is None, "profile ended before it could be killed"
+            time.sleep(0.2)
+        debris = owned_ray_dir(proc.pid)
+        assert debris is not None
+        ray_pids = [Owner(socket.gethostname(), p, process_start(p)) for p in ray_processes(debris)]
+        assert ray_pids
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert debris.is_dir()  # the killed process could not clean up
+
+    rerun = subprocess.run([*cmd, "--json"], cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=540)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert not debris.exists()
+    assert not [o for o in ray_pids if o.alive()]
+    assert owned_ray_dir(os.getpid()) is None
+    result = json.loads(rerun.stdout.splitlines()[-1])
+    assert result["n_measured"] == 6 and result["n_test"] == 3
+    calls = Counter(log.read_text().split())
+    assert sum(c - 1 for c in calls.values()) <= 1  # at most the measurement the kill interrupted
