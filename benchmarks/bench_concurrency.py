@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -78,10 +79,12 @@ def run_scenario(args: argparse.Namespace, n: int, start: str) -> dict[str, Any]
     wall = time.perf_counter() - t0
     crashed = [p.returncode != 0 or "Traceback" in err for p, (_, err) in zip(procs, outs)]
     calls = Counter(log.read_text().split()) if log.exists() else Counter()
-    return {"processes": n, "start": start, "exit_codes": [p.returncode for p in procs], "crashes": sum(crashed),
-            "duplicate_measurements": sum(c - 1 for c in calls.values()), "measurements": sum(calls.values()),
-            **study_counts(args, work), "wall_time_s": round(wall, 1),
-            "crash_tails": [err[-1500:] for c, (_, err) in zip(crashed, outs) if c]}
+    result = {"processes": n, "start": start, "exit_codes": [p.returncode for p in procs], "crashes": sum(crashed),
+              "duplicate_measurements": sum(c - 1 for c in calls.values()), "measurements": sum(calls.values()),
+              **study_counts(args, work), "wall_time_s": round(wall, 1),
+              "crash_tails": [err[-1500:] for c, (_, err) in zip(crashed, outs) if c]}
+    shutil.rmtree(work, ignore_errors=True)
+    return result
 
 
 def study_counts(args: argparse.Namespace, work: Path) -> dict[str, Any]:
