@@ -38,7 +38,7 @@ LOOPBACK = "127.0.0.1"
 _SQL_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql", "oracle")
 
 
-def _sqlite_path(uri: str) -> Path | None:
+def sqlite_path(uri: str) -> Path | None:
     """Path of a ``sqlite:///`` URI (``None`` for ``sqlite://`` in-memory)."""
     rest = uri.split(":", 1)[1]
     if not rest.startswith("///"):
@@ -49,7 +49,7 @@ def _sqlite_path(uri: str) -> Path | None:
 
 
 def _check_sqlite_dir(uri: str, what: str) -> None:
-    path = _sqlite_path(uri)
+    path = sqlite_path(uri)
     if path is None:
         return
     parent = path.resolve().parent
@@ -230,7 +230,7 @@ def sqlite_lock(uri: str) -> Iterator[None]:
     except ImportError:  # Windows
         yield
         return
-    path = _sqlite_path(uri) if _scheme(uri) == "sqlite" else None
+    path = sqlite_path(uri) if _scheme(uri) == "sqlite" else None
     if path is None:
         yield
         return
@@ -343,7 +343,7 @@ def ray_session(
         ``{"address": ..., "started": bool}``. Token authentication stays on for local Rays
         (``RAY_AUTH_MODE=token`` unless the user set it); Ray generates the token on first start.
     """
-    from protran_tune.platforms.raycompat import ensure_ray_importable, use_loopback
+    from protran_tune.cluster.raycompat import ensure_ray_importable, use_loopback
 
     address = resolve_ray_address(address)
     restore_network: Callable[[], None] = lambda: None  # noqa: E731

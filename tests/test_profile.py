@@ -16,7 +16,7 @@ from optuna.trial import TrialState
 
 import synthetic_platform  # noqa: F401  (registers "synthetic-test")
 from protran_tune.tracking.records import METRIC_NAMES
-from protran_tune.workflows.profile import HOLDOUT_SUFFIX, ProfileConfig, holdout_architectures, profile
+from protran_tune.workflows.profile import HOLDOUT_SUFFIX, ProfileConfig, build_sampler, holdout_architectures, profile
 
 
 def config(tmp_path: Path, **kw) -> ProfileConfig:
@@ -116,7 +116,7 @@ def test_surrogate_parameters_reach_the_sampler_and_are_recorded(tmp_path: Path)
     study = optuna.load_study(study_name="p1", storage=cfg.storage)
     assert study.user_attrs["surrogate_params"] == params
     assert [t.user_attrs["phase"] for t in study.trials].count("seed") == 5  # then the GP chose 3
-    assert {k: cfg.make_surrogate().get_params()[k] for k in params} == params
+    assert {k: build_sampler(cfg)._surrogate.get_params()[k] for k in params} == params
     mlflow.set_tracking_uri(cfg.mlflow_uri)
     parent = mlflow.search_runs(experiment_names=["protran-tune"], filter_string="tags.`protran.study` = 'p1' and tags.`protran.role` = 'study'")
     assert parent["params.surrogate_params"].item() == '{"encoder": "cost", "kernel": "linear+matern", "maxiter": 20}'

@@ -27,7 +27,6 @@ CITATION = ('A. Serianni and J. Kalita, "Training-free Neural Architecture Searc
 SOURCE = "nas-bench-bert"
 _OPS = {("SA", "SDP"): "sa-sdp", ("SA", "WMA"): "sa-wma", ("LT", "DFT"): "l-dft", ("LT", "DCT"): "l-dct",
         ("DSC", "5"): "c-5", ("DSC", "9"): "c-9"}
-_OPS_BACK = {v: k for k, v in _OPS.items()}
 _TASKS = {"cola": "cola", "mnli": "mnli", "mrpc": "mrpc", "qnli": "qnli", "qqp": "qqp", "rte": "rte",
           "sst": "sst2", "sts": "stsb", "glue": "glue"}
 
@@ -62,28 +61,6 @@ def architecture_from_config(hidden: int, encoder_layers: Iterable[Mapping[str, 
             raise ValueError(f"encoder_layers[{j}]: {exc}") from None
     return Architecture(tuple(layers))
 
-
-def config_from_architecture(arch: Architecture) -> dict[str, Any]:
-    """Inverse of :func:`architecture_from_config`: ``{"hidden_size", "nas_config": {"encoder_layers"}}``.
-
-    ``ValueError`` if ``arch`` is outside NAS-Bench-BERT's form (one hidden size, one op per layer,
-    a feed-forward stack of equal widths).
-    """
-    if len(set(arch.hidden_sizes)) != 1:
-        raise ValueError(f"NAS-Bench-BERT architectures have one hidden size, got {arch.hidden_sizes}")
-    layers = []
-    for j, layer in enumerate(arch.layers):
-        if len(set(layer.heads)) != 1 or layer.heads[0] not in _OPS_BACK:
-            raise ValueError(f"layer {j}: NAS-Bench-BERT layers have one op of {sorted(_OPS_BACK)}, got {layer.heads}")
-        if len(set(layer.feed_forward)) != 1:
-            raise ValueError(f"layer {j}: NAS-Bench-BERT stacks equal feed-forward widths, got {layer.feed_forward}")
-        op_type, param = _OPS_BACK[layer.heads[0]]
-        layers.append({
-            "operation_type": op_type, "operation_parameter": int(param) if param.isdigit() else param,
-            "num_operation_heads": layer.n_heads, "feed_forward_dimension": layer.feed_forward[0],
-            "num_feed_forward": len(layer.feed_forward),
-        })
-    return {"hidden_size": arch.layers[0].hidden, "nas_config": {"encoder_layers": layers}}
 
 
 def _row(record: Any) -> dict[str, Any]:

@@ -251,7 +251,8 @@ class PredictedObjective(ObjectiveProvider):
         if len(archs) < 2:
             raise ValueError(f"need at least 2 architectures to fit a predictor, got {len(archs)}")
         scale = np.maximum(np.abs(Y).max(0), 1e-30)
-        model = make_surrogate(surrogate, random_state=seed, **params) if isinstance(surrogate, str) else surrogate
+        model = (make_surrogate(surrogate, random_state=seed, default_space=space, **params) if isinstance(surrogate, str)
+                 else surrogate)
         sp = get_space(space)
         model.fit(np.stack([sp.embed(a) for a in archs]), Y / scale)
         return cls(model, targets, scale, source, space)

@@ -116,9 +116,14 @@ def available_platforms() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def get_platform(name: str, **options: Any) -> Platform:
-    """Build a registered platform; ``ValueError`` lists the known names."""
+def platform_class(name: str) -> Callable[..., Platform]:
+    """The class (or factory) registered as ``name``; ``ValueError`` lists the known names."""
     _load_builtin_platforms()
     if name not in _REGISTRY:
         raise ValueError(f"unknown platform {name!r}: known platforms are {sorted(_REGISTRY)}")
-    return _REGISTRY[name](**options)
+    return _REGISTRY[name]
+
+
+def get_platform(name: str, **options: Any) -> Platform:
+    """Build a registered platform; ``ValueError`` lists the known names."""
+    return platform_class(name)(**options)

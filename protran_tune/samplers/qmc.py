@@ -288,11 +288,6 @@ def embedding_index_architectures(
     return out
 
 
-def embedding_lhs_architectures(space: DesignSpace | str = "flexibert2", n: int = 16, *, seed: int | None = None) -> list[Architecture]:
-    """:func:`embedding_index_architectures` with LHS: the original code's seed."""
-    return embedding_index_architectures(space, "lhs", n, seed=seed)
-
-
 def lhs_pool_rows(E: np.ndarray, k: int, rng: np.random.Generator, space: DesignSpace | str = "flexibert2") -> list[int]:
     """A Latin-hypercube seed drawn from a pool: ``min(k, len(E))`` distinct row indices of the ProTran
     embeddings ``E``.

@@ -40,6 +40,9 @@ class GaussianProcessSurrogate(EncodedSurrogate, BaseEstimator):
         maxiter: iterations of the L-BFGS marginal-likelihood optimiser.
         encoder, space: input encoding (see :class:`~protran_tune.surrogates.base.EncodedSurrogate`).
         random_state: seed of the hyper-parameter optimiser's restarts.
+        warm_start: a refit of this instance starts the marginal-likelihood optimiser from the previous
+            fit's hyper-parameters (when the kernel and the informative input columns are unchanged), with
+            a quarter of ``maxiter``: a search refitting after every new observation stays cheap.
 
     After ``fit``: ``model_`` (the BoTorch model) and ``fit_warning_`` (``None``, or why the optimiser's
     last point was kept after every retry ended with an optimiser warning).
@@ -52,12 +55,14 @@ class GaussianProcessSurrogate(EncodedSurrogate, BaseEstimator):
         encoder: str = "global",
         space: str = "flexibert2",
         random_state: int | None = None,
+        warm_start: bool = False,
     ) -> None:
         self.kernel = kernel
         self.maxiter = maxiter
         self.encoder = encoder
         self.space = space
         self.random_state = random_state
+        self.warm_start = warm_start
 
     def _fit(self, Z: np.ndarray, Y: np.ndarray) -> None:
         import torch
@@ -65,6 +70,7 @@ class GaussianProcessSurrogate(EncodedSurrogate, BaseEstimator):
         if self.kernel not in KERNELS:
             raise ValueError(f"kernel must be one of {KERNELS}, got {self.kernel!r}")
         self.fit_warning_ = None
+        previous = self._warm_state(Z, Y)
         cols = np.flatnonzero(Z.std(0) > 1e-12)
         self.columns_ = cols if len(cols) else np.arange(Z.shape[1])
         Zc = Z[:, self.columns_]
@@ -79,13 +85,23 @@ class GaussianProcessSurrogate(EncodedSurrogate, BaseEstimator):
                 Y_t = torch.as_tensor(Y, dtype=torch.float64)
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
-                    model = self._fit_model(X_t, Y_t)
+                    model = self._fit_model(X_t, Y_t, previous)
         finally:
             torch.set_num_threads(threads)
         model.eval()
         self.model_ = model
 
-    def _fit_model(self, X_t, Y_t):
+    def _warm_state(self, Z: np.ndarray, Y: np.ndarray) -> dict | None:
+        """The previous fit's hyper-parameters, if a warm start applies (see ``warm_start``)."""
+        old = getattr(self, "model_", None)
+        if not self.warm_start or old is None:
+            return None
+        cols = np.flatnonzero(Z.std(0) > 1e-12)
+        if not np.array_equal(cols, getattr(self, "columns_", None)) or old.num_outputs != Y.shape[1]:
+            return None
+        return {k: v.detach().clone() for k, v in old.state_dict().items() if not k.startswith("outcome_transform")}
+
+    def _fit_model(self, X_t, Y_t, previous: dict | None = None):
         """Maximise the marginal likelihood; on failure retry with a higher noise floor.
 
         BoTorch retries a fit that ends with an optimiser warning or a non-PSD covariance; when all of
@@ -101,11 +117,15 @@ class GaussianProcessSurrogate(EncodedSurrogate, BaseEstimator):
         from gpytorch.mlls import ExactMarginalLogLikelihood
 
         m = Y_t.shape[1]
-        options = {"options": {"maxiter": int(self.maxiter)}}
+        # from the previous optimum a quarter of the iterations suffices (the data changed by a row or a few)
+        maxiter = int(self.maxiter) if previous is None else max(int(self.maxiter) // 4, 5)
+        options = {"options": {"maxiter": maxiter}}
         for floor in (None, 1e-3, 1e-2):
             model = SingleTaskGP(X_t, Y_t, covar_module=self._covar_module(X_t.shape[1], m), outcome_transform=Standardize(m=m))
             if floor is not None:
                 model.likelihood.noise_covar.register_constraint("raw_noise", GreaterThan(floor))
+            elif previous is not None:
+                model.load_state_dict(previous, strict=False)
             mll = ExactMarginalLogLikelihood(model.likelihood, model)
             try:
                 if floor is None:

@@ -21,20 +21,21 @@ import json
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from protran_tune.platforms.measurement import Measurement
 from protran_tune.runtime import (
     DEFAULT_MLFLOW_URI,
     HEARTBEAT_GRACE_S,
     Owner,
-    _sqlite_path,
     check_tracking_uri,
     sqlite_lock,
+    sqlite_path,
     tune_sqlite,
 )
 from protran_tune.space import Architecture
 from protran_tune.tracking.records import (
+    architecture_from_attr,
     architecture_params,
     measurement_metrics,
     trace_csv,
@@ -46,6 +47,14 @@ _DONE_TAG = "protran.logged"
 _HEARTBEAT_TAG = "protran.heartbeat"
 _OWNER_TAGS = ("protran.owner.host", "protran.owner.pid", "protran.owner.start")
 _MAX_PARAM_LEN = 6000
+
+
+def quiet_mlflow_logs() -> None:
+    """Keep MLflow's sqlite store from announcing table creation and upgrades at INFO ("Creating initial MLflow
+    database tables...", "Updating database tables") on every new database: warnings and errors still show."""
+    import logging
+
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
 
 
 class MlflowTracker:
@@ -67,6 +76,7 @@ class MlflowTracker:
                  artifacts: bool = True, grace_period_s: float = HEARTBEAT_GRACE_S) -> None:
         from mlflow.tracking import MlflowClient
 
+        quiet_mlflow_logs()
         self.tracking_uri = check_tracking_uri(tracking_uri)
         if self.tracking_uri.startswith("sqlite:"):
             tune_sqlite()
@@ -92,7 +102,7 @@ class MlflowTracker:
     def _artifact_root(self) -> str | None:
         """Artifacts next to a sqlite database (``<dir>/mlartifacts``), else the server's default."""
         if self.tracking_uri.startswith("sqlite:"):
-            path = _sqlite_path(self.tracking_uri)
+            path = sqlite_path(self.tracking_uri)
             if path is not None:
                 return (path.resolve().parent / "mlartifacts").as_uri()
         return None
@@ -240,6 +250,52 @@ class MlflowTracker:
         self.logged_trials(study).add(trial_number)
         return run_id
 
+    def log_nested_run(self, parent_run_id: str | None, run_name: str, *, role: str, arch: Architecture | None = None,
+                       params: Mapping[str, Any] | None = None, metrics: Mapping[str, float] | None = None,
+                       tags: Mapping[str, str] | None = None) -> str:
+        """One finished run under ``parent_run_id`` (tag ``protran.role`` = ``role``): architecture params and
+        JSON artifact, ``params``, ``metrics`` and ``tags``; returns its id (search evaluations and checks)."""
+        all_tags = {"protran.role": role, "mlflow.runName": run_name, **(tags or {})}
+        if parent_run_id:
+            all_tags["mlflow.parentRunId"] = parent_run_id
+        if arch is not None:
+            all_tags["protran.arch_hash"] = arch.content_hash()
+        run_id = self.client.create_run(self.experiment_id, tags=all_tags, run_name=run_name).info.run_id
+        self._log(run_id, params={**(architecture_params(arch) if arch is not None else {}), **(params or {})}, metrics=metrics)
+        if self.artifacts and arch is not None:
+            self.client.log_text(run_id, json.dumps(arch.to_dict(), indent=1), "architecture.json")
+        self.client.set_terminated(run_id, status="FINISHED")
+        return run_id
+
+    def log_untracked_trials(self, study: Any, parent_run_id: str, *, workload: Mapping[str, Any] | None = None,
+                             extra_tags: Mapping[str, str] | None = None, refresh: bool = False,
+                             skip: Callable[[Any], bool] | None = None) -> int:
+        """Log each finished trial of the Optuna ``study`` that has no complete run yet, from what the trial
+        recorded; returns how many were logged.
+
+        For trials logged after the fact: a process killed between ``tell`` and logging, an interrupted
+        ``import``, the Ray Tune path. A trial's user attrs give the architecture, measurement, platform and
+        failure reason, its ``phase`` the tag ``protran.phase``; trials without an ``architecture`` are left out.
+        ``refresh`` queries the logged runs again (other processes log the study too, see :meth:`logged_trials`);
+        ``skip(trial)`` leaves a trial out (one whose owner, another live process, may still log it).
+        """
+        logged = self.logged_trials(study.study_name, refresh=refresh)
+        count = 0
+        for t in study.get_trials(deepcopy=False):
+            if t.state.name not in ("COMPLETE", "FAIL") or t.number in logged or "architecture" not in t.user_attrs:
+                continue
+            if skip is not None and skip(t):
+                continue
+            data = t.user_attrs.get("measurement") if t.state.name == "COMPLETE" else None
+            tags = {"protran.phase": t.user_attrs["phase"]} if "phase" in t.user_attrs else {}
+            self.log_trial(study=study.study_name, parent_run_id=parent_run_id, trial_number=t.number,
+                           arch=architecture_from_attr(t.user_attrs["architecture"]),
+                           measurement=Measurement.from_dict(data) if data else None,
+                           platform=t.user_attrs.get("platform", ""), workload=workload,
+                           error=t.user_attrs.get("fail_reason"), extra_tags={**tags, **(extra_tags or {})})
+            count += 1
+        return count
+
     # ----------------------------------------------------------------- helpers
     def _log(self, run_id: str, params: Mapping[str, Any] | None = None, metrics: Mapping[str, float] | None = None,
              step: int = 0) -> None:
@@ -266,11 +322,3 @@ class _Beat:
 
 def _quote(text: str) -> str:
     return text.replace("\\", "\\\\").replace("'", "\\'")
-
-
-def tracking_dir(tracking_uri: str) -> Path | None:
-    """Directory of a sqlite tracking database (``None`` otherwise)."""
-    if tracking_uri.startswith("sqlite:"):
-        path = _sqlite_path(tracking_uri)
-        return None if path is None else path.resolve().parent
-    return None
