@@ -10,7 +10,8 @@ held-out set (learning curve) and the search stops proposing once the held-out e
 ``budget`` or the timeout; the report is the ask/tell loop's. The study lives in the shared storage, so a rerun
 continues it and optuna-dashboard shows it live. Ray Tune's own console output and results folder are left
 out: everything worth keeping is in Optuna, MLflow and the report. Unlike the ask/tell loop, a failed Tune
-trial counts toward the budget (Tune runs a fixed number of trials).
+trial counts toward the budget (Tune runs a fixed number of trials); as in the loop, ``max_failures`` failures
+in a row stop the search, and each trial records its owner and beats its heartbeat while Tune measures it.
 """
 
 from __future__ import annotations
@@ -56,7 +57,8 @@ def _measure_trial(config: dict[str, Any]) -> dict[str, Any]:
             platform.close()
         values = dict(zip(METRIC_NAMES, objective_values(m)))  # a missing objective fails the trial
     except Exception as exc:  # recorded as a failed trial with its reason; the study goes on
-        return {"error": describe_error(exc)}
+        # NaN objectives: Tune requires the search metrics in every result, a failed one included
+        return {**{name: float("nan") for name in METRIC_NAMES}, "error": describe_error(exc)}
     return {**values, "measurement_json": m.to_json()}
 
 
