@@ -29,6 +29,7 @@ from protran_tune.samplers import (
     HaltonSampler,
     HammerslySampler,
     LatinHypercubeSampler,
+    PoolLatinHypercubeSampler,
     QMCArchitectureSampler,
     RandomArchitectureSampler,
     SobolSampler,
@@ -50,6 +51,9 @@ FACTORIES: dict[str, Callable[..., optuna.samplers.BaseSampler]] = {
     "halton": lambda space=SPACE, **kw: HaltonSampler(space, n_points=8, seed=0, **kw),
     "hammersly": lambda space=SPACE, **kw: HammerslySampler(space, n_points=8, seed=0, **kw),
     "random": lambda space=SPACE, **kw: RandomArchitectureSampler(space, n_points=8, seed=0, **kw),
+    "pool-lhs": lambda space=SPACE, **kw: PoolLatinHypercubeSampler(
+        space, list(get_space(space).iter_samples(40, seed=3)), n_points=8, seed=0, **kw
+    ),
     "active": lambda space=SPACE, **kw: ActiveLearningSampler(
         ForestSurrogate(random_state=0), space, n_startup_trials=3, n_candidates=64, seed=0, **kw
     ),
@@ -480,3 +484,19 @@ def test_variance_reduction_acquisition_by_name(small_space) -> None:
     left = [a for a in pool if not any(np.array_equal(sp.embed(a), e) for e in seen)]
     pick = select_queries(gp, np.stack([sp.embed(a) for a in left]).astype(float), k=1, method="variance-reduction")[0]
     assert np.array_equal(sp.embed(params_to_architecture(study.trials[3].params, sp)), sp.embed(left[pick]))
+
+
+def test_pool_seed_takes_the_latin_hypercube_rows_of_its_pool_then_the_rest_and_nothing_else() -> None:
+    from protran_tune.samplers.qmc import lhs_pool_rows
+
+    space = get_space(SPACE)
+    pool = list({a.content_hash(): a for a in space.iter_samples(12, seed=5)}.values())
+    sampler = PoolLatinHypercubeSampler(SPACE, pool, n_points=4, seed=0)
+    E = np.stack([space.embed(a) for a in pool])
+    assert sampler.order()[:4] == [pool[i] for i in lhs_pool_rows(E, 4, np.random.default_rng(0), space)]
+    assert sorted(a.to_json() for a in sampler.order()) == sorted(a.to_json() for a in pool)
+    study = _study(sampler)
+    study.optimize(hardware_objective(SPACE), n_trials=len(pool))
+    assert _archs(study) == [a.to_json() for a in sampler.order()]
+    with pytest.raises(RuntimeError, match="every architecture of the pool"):
+        study.optimize(hardware_objective(SPACE), n_trials=1)

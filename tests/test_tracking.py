@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import math
+import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import mlflow
@@ -12,7 +16,7 @@ import pytest
 from optuna.trial import TrialState
 
 from protran_tune.platforms import Measurement
-from protran_tune.runtime import open_storage
+from protran_tune.runtime import Owner, open_storage, process_start
 from protran_tune.space import Architecture, get_space
 from protran_tune.tracking.mlflow_tracking import MlflowTracker
 from protran_tune.tracking.optuna_tracking import StudyRecorder, create_study
@@ -74,8 +78,7 @@ def test_logging_is_idempotent_and_half_logged_runs_are_replaced(tmp_path: Path)
     assert t1.log_trial(study="s1", parent_run_id=parent, trial_number=0, arch=ARCHS[0],
                         measurement=make_measurement(), platform="plat-a") is None
     # a run for trial 1 created but never finished (process killed mid-logging)
-    t1.client.create_run(t1.experiment_id, tags={"protran.role": "trial", "protran.study": "s1",
-                                                 "protran.trial_number": "1"})
+    half_logged_run(t1, "s1", 1, dead_owner())
     t2 = MlflowTracker(uri, "exp")  # a rerun: fresh cache
     assert t2.study_run("s1") == parent
     assert t2.logged_trials("s1") == {0}
@@ -84,6 +87,52 @@ def test_logging_is_idempotent_and_half_logged_runs_are_replaced(tmp_path: Path)
     mlflow.set_tracking_uri(uri)
     runs = mlflow.search_runs(experiment_names=["exp"], filter_string="tags.`protran.role` = 'trial'")
     assert sorted(runs["tags.protran.trial_number"]) == ["0", "1"]
+
+
+def dead_owner() -> Owner:
+    """The owner record of a process that ran on this host and is gone."""
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    owner = Owner(socket.gethostname(), proc.pid, process_start(proc.pid))  # readable until reaped
+    proc.wait()
+    return owner
+
+
+def half_logged_run(tracker: MlflowTracker, study: str, number: int, owner: Owner, heartbeat: float | None = None) -> str:
+    """A trial run as ``log_trial`` creates it, before its ``protran.logged`` tag (its owner mid-logging or killed)."""
+    tags = {"protran.role": "trial", "protran.study": study, "protran.trial_number": str(number),
+            "protran.owner.host": owner.host, "protran.owner.pid": str(owner.pid),
+            "protran.owner.start": str(owner.start or ""), "protran.heartbeat": str(heartbeat or time.time())}
+    return tracker.client.create_run(tracker.experiment_id, tags=tags).info.run_id
+
+
+def test_start_up_cleanup_deletes_only_half_logged_runs_whose_owner_is_gone(tmp_path: Path):
+    """Issue 12.2: a second process must not delete the run a live process is still writing."""
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    t1 = MlflowTracker(uri, "exp")
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    try:
+        live = Owner(socket.gethostname(), sleeper.pid, process_start(sleeper.pid))
+        runs = {
+            "live": half_logged_run(t1, "s", 0, live),
+            "dead": half_logged_run(t1, "s", 1, dead_owner()),
+            "reused pid": half_logged_run(t1, "s", 2, Owner(live.host, live.pid, (live.start or 0) + 1)),
+            "other host, beating": half_logged_run(t1, "s", 3, Owner("elsewhere", 1, 1)),
+            "other host, silent": half_logged_run(t1, "s", 4, Owner("elsewhere", 1, 1), time.time() - 3600),
+            "live, silent": half_logged_run(t1, "s", 5, live, time.time() - 3600),
+        }
+        assert live.alive() is True
+        t2 = MlflowTracker(uri, "exp")  # another process starting on the study
+        assert t2.logged_trials("s") == set()
+        stages = {name: t2.client.get_run(run_id).info.lifecycle_stage for name, run_id in runs.items()}
+        assert stages == {"live": "active", "dead": "deleted", "reused pid": "deleted",
+                          "other host, beating": "active", "other host, silent": "deleted", "live, silent": "deleted"}
+        # the live owner goes on writing its run (MLflow refuses writes to a deleted run)
+        t1.client.log_param(runs["live"], "still", "writing")
+        t1.client.set_tag(runs["live"], "protran.logged", "1")
+        assert t2.logged_trials("s", refresh=True) == {0}
+    finally:
+        sleeper.kill()
+        sleeper.wait()
 
 
 def test_failed_trial_is_a_failed_run_with_its_reason(tracker: MlflowTracker):

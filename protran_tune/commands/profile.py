@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from typing import Any
 
 from protran_tune.commands._common import (
@@ -65,6 +66,8 @@ def register(subparsers: Any) -> None:
                    help="query rule: largest normalised std (default) or integrated variance reduction (gp)")
     a.add_argument("--seed", type=int, default=0)
     a.add_argument("--timeout", type=positive_float, default=None, help="stop after this many seconds")
+    a.add_argument("--max-failures", type=positive_int, default=5,
+                   help="stop (exit 1) after this many failed measurements in a row (default 5)")
     a.add_argument("--tune", action="store_true",
                    help="run the same search (held-out set, convergence, report) through Ray Tune (Tuner + "
                         "OptunaSearch) instead of the ask/tell loop")
@@ -97,7 +100,7 @@ def config_from_args(args: argparse.Namespace) -> Any:
         surrogate_params=parse_options(args.surrogate_param, "--surrogate-param"), acquisition=args.acquisition,
         seed=args.seed, storage=args.storage, mlflow_uri=None if args.no_mlflow else args.mlflow_uri,
         experiment=args.experiment, artifacts=not args.no_artifacts, use_ray=not args.no_ray,
-        ray_address=args.ray_address, n_workers=args.workers, timeout_s=args.timeout,
+        ray_address=args.ray_address, n_workers=args.workers, timeout_s=args.timeout, max_failures=args.max_failures,
         report_dir=None if args.no_report else (args.report_dir or f"reports/{study}"),
         progress=not args.quiet,
     )
@@ -134,7 +137,9 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(result.to_dict()))
     else:
         print("\n".join(summary_lines(result, cfg.threshold)))
-    return 1 if result.n_measured == 0 and result.n_failed > 0 else 0
+    if result.message:
+        print(f"protran-tune profile: stopped: {result.message}", file=sys.stderr)
+    return 1 if result.stop_reason == "failures" or (result.n_measured == 0 and result.n_failed > 0) else 0
 
 
 def summary_lines(result: Any, threshold: float) -> list[str]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import abc
 from dataclasses import asdict, dataclass
-from typing import Any, Callable, ClassVar, TypeVar
+from typing import Any, Callable, ClassVar, Sequence, TypeVar
 
 from protran_tune.platforms.measurement import MODES, Measurement
 from protran_tune.space import Architecture
@@ -78,6 +78,12 @@ class Platform(abc.ABC):
     def describe(self) -> dict[str, Any]:
         """Facts about the device and its sensors (recorded with results)."""
         return {"platform": self.name}
+
+    @classmethod
+    def pool(cls, **options: Any) -> Sequence[Architecture] | None:
+        """The architectures this platform can measure when built with ``options``, if that is a
+        finite set (``replay``: the records of its file); ``None``, the default: any architecture."""
+        return None
 
     def close(self) -> None:
         """Release sensors and background threads."""

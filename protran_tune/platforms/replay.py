@@ -33,6 +33,11 @@ class ReplayPlatform(Platform):
         self.dataset = dataset if isinstance(dataset, RecordedDataset) else load_recorded(dataset, space, on_error)
         self.queries = 0
 
+    @classmethod
+    def pool(cls, **options: Any) -> tuple[Architecture, ...]:
+        """The architectures of the recorded file (what ``profile`` proposes from)."""
+        return cls(**options).dataset.archs
+
     @property
     def source(self) -> str:
         return f"replay:{self.dataset.path.name}"

@@ -70,9 +70,13 @@ class StudyRecorder:
         self.storage = open_storage(storage) if isinstance(storage, str) else storage
         self._study_id = self.storage.get_study_id_from_name(study.study_name)
 
+    def trial_id(self, number: int) -> int:
+        """The storage's id of trial ``number`` (what storage-level calls such as heartbeats take)."""
+        return self.storage.get_trial_id_from_study_id_trial_number(self._study_id, number)
+
     def set_trial_attrs(self, number: int, attrs: Mapping[str, Any]) -> None:
         """Set user attrs of unfinished trial ``number`` (a finished trial's attrs cannot change)."""
-        trial_id = self.storage.get_trial_id_from_study_id_trial_number(self._study_id, number)
+        trial_id = self.trial_id(number)
         for key, value in attrs.items():
             self.storage.set_trial_user_attr(trial_id, key, value)
 

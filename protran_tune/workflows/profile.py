@@ -12,33 +12,55 @@ Loop (ask/tell on an Optuna study, resumable):
 Resume: rerunning with the same study name continues. Measurements are written to the trial before
 ``tell``; RUNNING trials left by a killed process are completed from their stored measurement or, if
 it never arrived, measured (their architecture is in the trial) — nothing is lost, nothing is measured
-twice. Failures (out of memory, sensor error, actor death) are FAIL trials with ``fail_reason``.
+twice. Failures (out of memory, sensor error, actor death) are FAIL trials with ``fail_reason``; after
+``max_failures`` failures in a row the run stops (``stop_reason="failures"``).
+
+Concurrent runs: several processes may profile one study in one storage (two terminals, a Ray job
+submitted twice). Each trial records its owner (host, pid, start time) and beats Optuna's trial
+heartbeat while it is measured; a RUNNING trial is taken over only if its owner is dead (same host) or
+silent for longer than the grace period. Claims (held-out architectures, new asks within the budget,
+take-overs) are one step each under :func:`~protran_tune.runtime.sqlite_lock`, so no architecture is
+measured twice and the budget holds; a process whose remaining budget is in flight elsewhere waits.
+
+Pool platforms (``replay``: a recorded file) can measure only their records: the held-out set, the
+Latin-hypercube seed (:class:`~protran_tune.samplers.PoolLatinHypercubeSampler`) and the active-learning
+candidates are then drawn from the pool (:func:`platform_pool`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import logging
 import os
-import socket
 import sys
+import threading
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
 from protran_tune.objectives.targets import ENERGY, HARDWARE_TARGETS, LATENCY, get_target
 from protran_tune.platforms import Workload
-from protran_tune.runtime import DEFAULT_MLFLOW_URI, DEFAULT_STORAGE
+from protran_tune.runtime import (
+    DEFAULT_MLFLOW_URI,
+    DEFAULT_STORAGE,
+    HEARTBEAT_GRACE_S,
+    HEARTBEAT_INTERVAL_S,
+    Owner,
+    sqlite_lock,
+)
 from protran_tune.tracking.records import architecture_from_attr
 from protran_tune.space import Architecture, get_space
 from protran_tune.space.search_space import params_to_architecture, suggest_architecture
 
 log = logging.getLogger(__name__)
 HOLDOUT_SUFFIX = ".holdout"
+WAIT_S = 1.0  # poll interval while the rest of the budget is measured by other processes
 
 
 @dataclass
@@ -80,9 +102,10 @@ class ProfileConfig:
     timeout_s: float | None = None
     report_dir: str | None = None
     progress: bool = True
+    max_failures: int = 5
 
     def __post_init__(self) -> None:
-        for name in ("seed_samples", "budget", "test_samples"):
+        for name in ("seed_samples", "budget", "test_samples", "max_failures"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < (2 if name == "test_samples" else 1):
                 raise ValueError(f"{name} must be an integer >= {2 if name == 'test_samples' else 1}, got {value!r}")
@@ -131,57 +154,134 @@ class ProfileResult:
     report_dir: str | None
     wall_time_s: float
     notes: list[str] = field(default_factory=list)  # what the numbers are: modelled energy, missed precision
+    message: str | None = None  # why the run stopped, when that is a failure
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
 # --------------------------------------------------------------------------- samplers
-def build_sampler(cfg: ProfileConfig) -> Any:
-    """Latin-hypercube seed of ``seed_samples``, then active learning with the ``surrogate``."""
-    from protran_tune.samplers import ActiveLearningSampler, LatinHypercubeSampler
+def platform_pool(cfg: ProfileConfig) -> list[Architecture] | None:
+    """The distinct architectures the platform can measure (:meth:`Platform.pool`, e.g. the records of a
+    ``replay`` file), or ``None`` when it measures any architecture."""
+    from protran_tune.errors import UsageError
+    from protran_tune.platforms.base import available_platforms, platform_class
+
+    if cfg.platform not in available_platforms():
+        return None
+    pool = platform_class(cfg.platform).pool(**cfg.platform_options)
+    if pool is None:
+        return None
+    distinct = list({a.content_hash(): a for a in pool}.values())
+    if len(distinct) < cfg.test_samples + 2:
+        raise UsageError(f"platform {cfg.platform!r} can measure {len(distinct)} architecture(s): too few for "
+                         f"{cfg.test_samples} held out and 2 to learn from")
+    return distinct
+
+
+def build_sampler(cfg: ProfileConfig, pool: list[Architecture] | None = None) -> Any:
+    """Latin-hypercube seed of ``seed_samples``, then active learning with the ``surrogate``; on a pool
+    platform both draw from the pool less the held-out set (``pool``: :func:`platform_pool` if ``None``)."""
+    from protran_tune.samplers import ActiveLearningSampler, LatinHypercubeSampler, PoolLatinHypercubeSampler
     from protran_tune.surrogates import make_surrogate
     from protran_tune.tracking.records import METRIC_NAMES
 
-    seed_sampler = LatinHypercubeSampler(cfg.space, n_points=cfg.seed_samples, seed=cfg.seed)
+    pool = platform_pool(cfg) if pool is None else pool
+    candidates = None
+    if pool is None:
+        seed_sampler = LatinHypercubeSampler(cfg.space, n_points=cfg.seed_samples, seed=cfg.seed)
+    else:
+        held = {a.content_hash() for a in holdout_architectures(cfg, pool)}
+        candidates = [a for a in pool if a.content_hash() not in held]
+        seed_sampler = PoolLatinHypercubeSampler(cfg.space, candidates, n_points=cfg.seed_samples, seed=cfg.seed)
     surrogate = make_surrogate(cfg.surrogate, cfg.seed, default_space=cfg.space, **cfg.surrogate_params)
     return ActiveLearningSampler(surrogate, cfg.space, n_startup_trials=cfg.seed_samples,
-                                 seed_sampler=seed_sampler, objective_names=METRIC_NAMES, seed=cfg.seed,
-                                 acquisition=cfg.acquisition)
+                                 seed_sampler=seed_sampler, candidates=candidates, objective_names=METRIC_NAMES,
+                                 seed=cfg.seed, acquisition=cfg.acquisition)
 
 
 # --------------------------------------------------------------------------- helpers
-def _owner() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def _owner_alive(owner: str | None) -> bool:
-    """Whether the process that asked a RUNNING trial still runs (same host only; else assume alive)."""
-    if not owner or ":" not in owner:
-        return False
-    host, pid = owner.rsplit(":", 1)
-    if host != socket.gethostname():
-        return True
-    if int(pid) == os.getpid():
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def holdout_architectures(cfg: ProfileConfig) -> list[Architecture]:
-    """Deterministic held-out set: ``test_samples`` random architectures (seeded, distinct)."""
+def holdout_architectures(cfg: ProfileConfig, pool: list[Architecture] | None = None) -> list[Architecture]:
+    """Deterministic held-out set: ``test_samples`` distinct random architectures (seeded) of the design
+    space, or of the platform's pool (``pool``: :func:`platform_pool` if ``None``)."""
+    pool = platform_pool(cfg) if pool is None else pool
+    rng = np.random.default_rng([cfg.seed, 7919])
+    if pool is not None:
+        return [pool[i] for i in sorted(rng.choice(len(pool), cfg.test_samples, replace=False))]
     space = get_space(cfg.space)
     seen: dict[str, Architecture] = {}
-    rng = np.random.default_rng([cfg.seed, 7919])
     while len(seen) < cfg.test_samples:
         arch = space.sample(rng)
         seen.setdefault(arch.content_hash(), arch)
     return list(seen.values())
+
+
+def _beats(storage: Any) -> bool:
+    """Whether ``storage`` keeps Optuna trial heartbeats (:func:`~protran_tune.runtime.open_storage` with an interval)."""
+    return getattr(storage, "get_heartbeat_interval", lambda: None)() is not None
+
+
+def _silent_trials(storage: Any, study_name: str) -> set[int]:
+    """Numbers of the study's RUNNING trials whose heartbeat is older than the storage's grace period (none
+    without heartbeats). Optuna lists them only through ``_get_stale_trial_ids``: its public
+    ``fail_stale_trials`` fails them, where ``profile`` takes them over."""
+    if not _beats(storage):
+        return set()
+    ids = storage._get_stale_trial_ids(storage.get_study_id_from_name(study_name))
+    return {storage.get_trial_number_from_id(i) for i in ids}
+
+
+@contextlib.contextmanager
+def quiet_ask() -> Iterator[None]:
+    """Quiet Optuna's note that trial heartbeats are meant for ``Study.optimize``: ``profile`` beats its
+    asked trials itself (:class:`_Heartbeat`)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
+        yield
+
+
+class _Heartbeat:
+    """Beats Optuna's trial heartbeat for this process's RUNNING trials every ``interval_s`` seconds (a
+    daemon thread), so that other processes, on any host, see them alive; a no-op without heartbeats."""
+
+    def __init__(self, storage: Any, interval_s: float) -> None:
+        self.storage = storage if _beats(storage) else None
+        self.interval_s = interval_s
+        self.trial_ids: set[int] = set()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def add(self, trial_id: int) -> None:
+        if self.storage is None:
+            return
+        self.storage.record_heartbeat(trial_id)
+        self.trial_ids.add(trial_id)
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._beat, name="protran-heartbeat", daemon=True)
+            self._thread.start()
+
+    def discard(self, trial_id: int) -> None:
+        self.trial_ids.discard(trial_id)
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            for trial_id in list(self.trial_ids):
+                try:
+                    self.storage.record_heartbeat(trial_id)
+                except Exception as exc:  # noqa: BLE001 - a missed beat is retried at the next interval
+                    log.debug("heartbeat of trial %d failed: %s", trial_id, exc)
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    def __getstate__(self) -> dict[str, Any]:
+        """A copy beats nothing (Ray Tune pickles its searcher, whose callbacks hold the profiler)."""
+        return {"storage": self.storage, "interval_s": self.interval_s}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["storage"], state["interval_s"])  # type: ignore[misc]
 
 
 class Progress:
@@ -249,14 +349,20 @@ class Profiler:
         self.executor = executor
         self.tracker = tracker
         self.workload = cfg.workload()
+        self.storage = storage
+        self.owner = str(Owner.current())
+        self.pool = platform_pool(cfg)
+        self.failures: list[str] = []  # reasons of the failures in a row, up to now
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         attrs = {"platform": cfg.platform, "space": cfg.space, "workload": self.workload.to_dict(),
                  "surrogate": cfg.surrogate, "surrogate_params": cfg.surrogate_params, "acquisition": cfg.acquisition,
                  "threshold": cfg.threshold}
-        self.study = create_study(storage, cfg.study_name, sampler=build_sampler(cfg), user_attrs=attrs)
-        self.holdout = create_study(storage, cfg.study_name + HOLDOUT_SUFFIX,
-                                    sampler=optuna.samplers.RandomSampler(seed=cfg.seed),
-                                    user_attrs={**attrs, "role": "holdout", "main_study": cfg.study_name})
+        with self._lock():
+            self.study = create_study(storage, cfg.study_name, sampler=build_sampler(cfg, self.pool), user_attrs=attrs)
+            self.holdout = create_study(storage, cfg.study_name + HOLDOUT_SUFFIX,
+                                        sampler=optuna.samplers.RandomSampler(seed=cfg.seed),
+                                        user_attrs={**attrs, "role": "holdout", "main_study": cfg.study_name})
+        self.heartbeat = _Heartbeat(storage, HEARTBEAT_INTERVAL_S)
         self.recorder = StudyRecorder(self.study, storage)
         self.holdout_recorder = StudyRecorder(self.holdout, storage)
         self.parent_run: str | None = None
@@ -270,6 +376,48 @@ class Profiler:
             self.parent_run = tracker.study_run(cfg.study_name, params=params, tags=tags)
             self.holdout_run = tracker.study_run(cfg.study_name + HOLDOUT_SUFFIX, params=params,
                                                  tags={**tags, "mlflow.parentRunId": self.parent_run})
+
+    def close(self) -> None:
+        """Stop the heartbeat thread."""
+        self.heartbeat.close()
+
+    # ------------------------------------------------------------- ownership
+    def _lock(self) -> Any:
+        """Claims are one step among the processes sharing the storage (see the module docstring)."""
+        return sqlite_lock(self.cfg.storage)
+
+    def _claim(self, recorder: Any, number: int, attrs: dict[str, Any]) -> None:
+        """Make this process the owner of RUNNING trial ``number`` (with ``attrs``) and beat its heartbeat."""
+        recorder.set_trial_attrs(number, {"owner": self.owner, **attrs})
+        self.heartbeat.add(recorder.trial_id(number))
+
+    def _release(self, recorder: Any, number: int) -> None:
+        """Stop beating the heartbeat of trial ``number`` (finished)."""
+        self.heartbeat.discard(recorder.trial_id(number))
+
+    def _stale(self, study: Any) -> list[Any]:
+        """RUNNING trials whose owner is gone: dead (this host) or silent past the heartbeat grace period."""
+        silent = _silent_trials(self.storage, study.study_name)
+        out = []
+        for t in study.get_trials(deepcopy=False, states=(self._running(),)):
+            owner = Owner.parse(t.user_attrs.get("owner"))
+            if owner is None or owner.alive() is False or t.number in silent:
+                out.append(t)
+        return out
+
+    def _busy_elsewhere(self, trial: Any) -> bool:
+        """Whether a finished trial's owner may still log it to MLflow itself (a live process other than
+        this one, or one on another host that finished it within the grace period)."""
+        import datetime
+
+        owner = Owner.parse(trial.user_attrs.get("owner"))
+        if owner is None or str(owner) == self.owner:
+            return False
+        alive = owner.alive()
+        if alive is None:
+            done = trial.datetime_complete or datetime.datetime.now()
+            return (datetime.datetime.now() - done).total_seconds() < HEARTBEAT_GRACE_S
+        return alive
 
     # ------------------------------------------------------------- counting
     def _states(self, study: Any) -> dict[str, int]:
@@ -291,6 +439,7 @@ class Profiler:
             frozen = recorder.fail(number, arch, outcome.error or "measurement failed", self.cfg.platform,
                                    workload=self.workload.to_dict())
         ok = frozen.state.name == "COMPLETE"
+        self._release(recorder, number)
         if self.tracker is not None and run_id is not None:
             self.tracker.log_trial(
                 study=study_name, parent_run_id=run_id, trial_number=number, arch=arch,
@@ -298,46 +447,65 @@ class Profiler:
                 workload=self.workload.to_dict(), error=frozen.user_attrs.get("fail_reason"),
                 extra_tags={"protran.phase": frozen.user_attrs.get("phase", "")},
             )
+        self.note_outcome(ok, frozen.user_attrs.get("fail_reason"))
         if not ok:
             log.warning("trial %d of %s failed: %s", number, study_name, frozen.user_attrs.get("fail_reason"))
         return ok
 
+    def note_outcome(self, ok: bool, reason: str | None = None) -> None:
+        """Count a measurement's outcome toward the failures in a row (:meth:`failed_out`)."""
+        if ok:
+            self.failures.clear()
+        else:
+            self.failures.append(str(reason))
+
+    def failed_out(self) -> str | None:
+        """Why the run must stop after ``max_failures`` failures in a row, else ``None``."""
+        if len(self.failures) < self.cfg.max_failures:
+            return None
+        return (f"{len(self.failures)} measurements in a row failed (max_failures={self.cfg.max_failures}); "
+                f"the last: {self.failures[-1]}")
+
     def _reconcile_tracking(self) -> None:
-        """Log finished trials that never reached MLflow (process killed between tell and logging)."""
+        """Log finished trials that never reached MLflow (process killed between tell and logging); those
+        whose owner may still log them are left to it."""
         if self.tracker is None:
             return
-        for study, run_id in ((self.study, self.parent_run), (self.holdout, self.holdout_run)):
-            self.tracker.log_untracked_trials(study, run_id, workload=self.workload.to_dict())
+        with self._lock():
+            for study, run_id in ((self.study, self.parent_run), (self.holdout, self.holdout_run)):
+                self.tracker.log_untracked_trials(study, run_id, workload=self.workload.to_dict(), refresh=True,
+                                                  skip=self._busy_elsewhere)
 
     def _recover(self, study: Any, recorder: Any, run_id: str | None) -> int:
-        """Finish RUNNING trials of dead processes: from their stored measurement or by measuring them."""
-        stale = [t for t in study.get_trials(deepcopy=False, states=(self._running(),))
-                 if not _owner_alive(t.user_attrs.get("owner"))]
-        if not stale:
-            return 0
+        """Finish RUNNING trials of gone owners (:meth:`_stale`): from their stored measurement or by
+        measuring them. They are taken over under the lock, so no two processes finish one."""
+        from optuna.trial import TrialState
+
+        from protran_tune.platforms.measurement import Measurement
+        from protran_tune.workflows.executors import Outcome
+
+        with self._lock():
+            stale = self._stale(study)
+            for t in stale:
+                self._claim(recorder, t.number, {})
         done = 0
         to_measure = []
         for t in stale:
             if t.user_attrs.get("measurement") is not None:
-                from protran_tune.workflows.executors import Outcome
-                from protran_tune.platforms.measurement import Measurement
-
                 arch = architecture_from_attr(t.user_attrs["architecture"])
                 self._record(recorder, run_id, study.study_name, t.number, arch,
                              Outcome(Measurement.from_dict(t.user_attrs["measurement"])))
                 done += 1
-            else:
-                try:
-                    arch = (architecture_from_attr(t.user_attrs["architecture"]) if "architecture" in t.user_attrs
-                            else params_to_architecture(t.params, self.cfg.space))
-                except ValueError:  # killed between ask and suggest: nothing was measured, nothing to keep
-                    from optuna.trial import TrialState
-
-                    study.tell(t.number, state=TrialState.FAIL, skip_if_finished=True)
-                    continue
-                recorder.set_trial_attrs(t.number, {"owner": _owner(), "architecture": arch.to_json(),
-                                                    "arch_hash": arch.content_hash()})
-                to_measure.append((t.number, arch))
+                continue
+            try:
+                arch = (architecture_from_attr(t.user_attrs["architecture"]) if "architecture" in t.user_attrs
+                        else params_to_architecture(t.params, self.cfg.space))
+            except ValueError:  # killed between ask and suggest: nothing was measured, nothing to keep
+                study.tell(t.number, state=TrialState.FAIL, skip_if_finished=True)
+                self._release(recorder, t.number)
+                continue
+            self._claim(recorder, t.number, {"architecture": arch.to_json(), "arch_hash": arch.content_hash()})
+            to_measure.append((t.number, arch))
         for i in range(0, len(to_measure), self.executor.width):
             chunk = to_measure[i:i + self.executor.width]
             for (number, arch), outcome in zip(chunk, self.executor.measure([a for _, a in chunk])):
@@ -353,32 +521,61 @@ class Profiler:
 
     # ------------------------------------------------------------- phases
     def measure_holdout(self, progress: Progress) -> None:
-        """Measure the held-out architectures not measured yet (by architecture hash)."""
-        from optuna.trial import TrialState
-
+        """Measure the held-out architectures not measured, failed or in flight yet (by architecture hash)."""
         self._recover(self.holdout, self.holdout_recorder, self.holdout_run)
-        finished = {t.user_attrs.get("arch_hash") for t in self.holdout.get_trials(
-            deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL))}
-        todo = [a for a in holdout_architectures(self.cfg) if a.content_hash() not in finished]
+        archs = holdout_architectures(self.cfg, self.pool)
+        todo = [a for a in archs if a.content_hash() not in self._holdout_taken()]
         if todo:
             progress.phase("held-out", f"held-out set: measuring {len(todo)} of {self.cfg.test_samples} random "
                                        "architectures (the surrogate's test set)")
-        for i in range(0, len(todo), self.executor.width):
-            chunk = todo[i:i + self.executor.width]
-            numbers = []
-            for arch in chunk:
-                trial = self.holdout.ask()
-                trial.set_user_attr("owner", _owner())
-                trial.set_user_attr("architecture", arch.to_json())
-                trial.set_user_attr("arch_hash", arch.content_hash())
-                trial.set_user_attr("phase", "holdout")
-                numbers.append(trial.number)
-            for number, arch, outcome in zip(numbers, chunk, self.executor.measure(chunk)):
+        while self.failed_out() is None:
+            claimed = self._claim_holdout(archs)
+            if not claimed:
+                return
+            for (number, arch), outcome in zip(claimed, self.executor.measure([a for _, a in claimed])):
                 self._record(self.holdout_recorder, self.holdout_run, self.holdout.study_name, number, arch, outcome)
                 progress.record("held-out", arch, outcome)
 
-    def _ask(self) -> tuple[int, Architecture] | None:
-        """Ask one new architecture; duplicates of measured ones are PRUNED (never measured twice)."""
+    def _holdout_taken(self) -> set[str]:
+        """Hashes of the held-out architectures measured, failed or in flight (held by a trial)."""
+        from optuna.trial import TrialState
+
+        return {t.user_attrs.get("arch_hash") for t in self.holdout.get_trials(
+            deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL, TrialState.RUNNING))}
+
+    def _claim_holdout(self, archs: list[Architecture]) -> list[tuple[int, Architecture]]:
+        """Up to ``width`` held-out architectures no trial holds yet, each in a new trial owned by this process."""
+        with self._lock(), quiet_ask():
+            taken = self._holdout_taken()
+            claimed = []
+            for arch in [a for a in archs if a.content_hash() not in taken][:self.executor.width]:
+                trial = self.holdout.ask()
+                self._claim(self.holdout_recorder, trial.number, {"architecture": arch.to_json(),
+                                                                  "arch_hash": arch.content_hash(), "phase": "holdout"})
+                claimed.append((trial.number, arch))
+            return claimed
+
+    def _claim_batch(self, phase: str) -> list[tuple[int, Architecture]] | None:
+        """Ask up to ``width`` new architectures of ``phase`` (seed, active) within the budget, counting trials in
+        flight anywhere; ``[]`` when the rest of the budget is in flight, ``None`` when nothing new is left to ask."""
+        from optuna.trial import TrialState
+
+        with self._lock(), quiet_ask():
+            trials = self.study.get_trials(deepcopy=False)
+            free = self.cfg.budget - sum(t.state in (TrialState.COMPLETE, TrialState.RUNNING) for t in trials)
+            if free <= 0:
+                return []
+            if self.pool is not None:  # pool rows neither held out nor in the study (any state but FAIL)
+                out = {a.content_hash() for a in holdout_architectures(self.cfg, self.pool)}
+                out |= {t.user_attrs.get("arch_hash") for t in trials if t.state != TrialState.FAIL}
+                free = min(free, sum(a.content_hash() not in out for a in self.pool))
+                if free <= 0:
+                    return None
+            asked = [a for a in (self._ask(phase) for _ in range(min(self.executor.width, free))) if a is not None]
+            return asked or None
+
+    def _ask(self, phase: str) -> tuple[int, Architecture] | None:
+        """Ask one new architecture of ``phase``; duplicates of measured ones are PRUNED (never measured twice)."""
         from optuna.trial import TrialState
 
         measured = {t.user_attrs.get("arch_hash") for t in self.study.get_trials(
@@ -387,14 +584,11 @@ class Profiler:
             trial = self.study.ask()
             arch = suggest_architecture(trial, self.cfg.space)
             h = arch.content_hash()
-            trial.set_user_attr("owner", _owner())
-            trial.set_user_attr("architecture", arch.to_json())
-            trial.set_user_attr("arch_hash", h)
-            n_done = self.n_measured()
-            trial.set_user_attr("phase", "seed" if n_done < self.cfg.seed_samples else "active")
+            self._claim(self.recorder, trial.number, {"architecture": arch.to_json(), "arch_hash": h, "phase": phase})
             if h in measured:
                 trial.set_user_attr("duplicate_of", h)
                 self.study.tell(trial, state=TrialState.PRUNED)
+                self._release(self.recorder, trial.number)
                 continue
             return trial.number, arch
         return None
@@ -431,8 +625,10 @@ class Profiler:
         return "active"
 
     def stop_reason(self, evaluation: Any | None, t0: float, should_stop: Callable[[], bool] | None = None) -> str | None:
-        """Why to stop now (``converged``, ``budget``, ``timeout``, ``stopped``), or ``None`` to go on."""
+        """Why to stop now (``failures``, ``converged``, ``budget``, ``timeout``, ``stopped``), or ``None`` to go on."""
         cfg = self.cfg
+        if self.failed_out() is not None:
+            return "failures"
         n_measured = self.n_measured()
         if evaluation is not None and n_measured >= cfg.seed_samples and evaluation.converged(cfg.threshold):
             return "converged"
@@ -469,11 +665,14 @@ class Profiler:
             evaluation = self.evaluate()
             while (stop_reason := self.stop_reason(evaluation, t0, should_stop)) is None:
                 phase = self.enter_phase(progress)
-                width = max(1, min(self.executor.width, cfg.budget - self.n_measured()))
-                asked = [a for a in (self._ask() for _ in range(width)) if a is not None]
-                if not asked:
+                asked = self._claim_batch(phase)
+                if asked is None:
                     stop_reason = "exhausted"
                     break
+                if not asked:  # the rest of the budget is in flight in other processes: wait for it
+                    time.sleep(WAIT_S)
+                    self._recover(self.study, self.recorder, self.parent_run)
+                    continue
                 outcomes = self.executor.measure([arch for _, arch in asked])
                 for (n, a), o in zip(asked, outcomes):
                     self._record(self.recorder, self.parent_run, cfg.study_name, n, a, o)
@@ -494,6 +693,7 @@ class Profiler:
             stop_reason=stop_reason, curve=curve, samples_to_convergence=_samples_to_convergence(curve, self.cfg.threshold),
             report_dir=None, wall_time_s=time.perf_counter() - t0,
             notes=measurement_notes(self.measurements(), self.cfg.target_ci_rel),
+            message=self.failed_out() if stop_reason == "failures" else None,
         )
         self.study.set_user_attr("result", {k: v for k, v in result.to_dict().items() if k != "curve"})
         return result
@@ -606,7 +806,7 @@ def profile(cfg: ProfileConfig, profiler_class: type[Profiler] | None = None) ->
     for module in cfg.plugins:
         importlib.import_module(module)
     cfg.platform_options = platform_options(cfg)
-    storage = open_storage(cfg.storage)
+    storage = open_storage(cfg.storage, HEARTBEAT_INTERVAL_S, HEARTBEAT_GRACE_S)
     tracker = MlflowTracker(cfg.mlflow_uri, cfg.experiment, artifacts=cfg.artifacts) if cfg.mlflow_uri else None
     workload = cfg.workload()
 
@@ -620,6 +820,7 @@ def profile(cfg: ProfileConfig, profiler_class: type[Profiler] | None = None) ->
             status = "FINISHED"
             return result
         finally:
+            profiler.close()
             executor.close()
             if tracker is not None and profiler.parent_run:
                 tracker.finish_study(profiler.holdout_run, status)

@@ -10,7 +10,8 @@ held-out set (learning curve) and the search stops proposing once the held-out e
 ``budget`` or the timeout; the report is the ask/tell loop's. The study lives in the shared storage, so a rerun
 continues it and optuna-dashboard shows it live. Ray Tune's own console output and results folder are left
 out: everything worth keeping is in Optuna, MLflow and the report. Unlike the ask/tell loop, a failed Tune
-trial counts toward the budget (Tune runs a fixed number of trials).
+trial counts toward the budget (Tune runs a fixed number of trials); as in the loop, ``max_failures`` failures
+in a row stop the search, and each trial records its owner and beats its heartbeat while Tune measures it.
 """
 
 from __future__ import annotations
@@ -28,7 +29,15 @@ from protran_tune.platforms import Measurement, Workload, get_platform
 from protran_tune.space import Architecture
 from protran_tune.tracking.records import METRIC_NAMES, objective_values
 from protran_tune.workflows.executors import Outcome
-from protran_tune.workflows.profile import Profiler, ProfileConfig, ProfileResult, Progress, _owner, build_sampler, profile
+from protran_tune.workflows.profile import (
+    Profiler,
+    ProfileConfig,
+    ProfileResult,
+    Progress,
+    build_sampler,
+    profile,
+    quiet_ask,
+)
 
 
 def _measure_trial(config: dict[str, Any]) -> dict[str, Any]:
@@ -48,7 +57,8 @@ def _measure_trial(config: dict[str, Any]) -> dict[str, Any]:
             platform.close()
         values = dict(zip(METRIC_NAMES, objective_values(m)))  # a missing objective fails the trial
     except Exception as exc:  # recorded as a failed trial with its reason; the study goes on
-        return {"error": describe_error(exc)}
+        # NaN objectives: Tune requires the search metrics in every result, a failed one included
+        return {**{name: float("nan") for name in METRIC_NAMES}, "error": describe_error(exc)}
     return {**values, "measurement_json": m.to_json()}
 
 
@@ -71,7 +81,6 @@ class TuneProfiler(Profiler):
 
     def __init__(self, cfg: ProfileConfig, executor: Any, tracker: Any | None, storage: Any) -> None:
         super().__init__(cfg, executor, tracker, storage)
-        self.storage = storage
         self.study.set_user_attr("engine", "ray-tune")
         if tracker is not None and self.parent_run:
             tracker.client.set_tag(self.parent_run, "protran.engine", "ray-tune")
@@ -109,14 +118,20 @@ class TuneProfiler(Profiler):
             """Called before each proposal: the phase of the next trial, or ``None`` to stop proposing."""
             return None if state["stop"] else self.enter_phase(progress)
 
-        def completed(phase: str, arch: Architecture, outcome: Outcome) -> None:
+        def asked(number: int, phase: str) -> None:
+            """A trial was asked: this process owns it and beats its heartbeat while Tune measures it."""
+            self._claim(self.recorder, number, {"phase": phase})
+
+        def completed(number: int, phase: str, arch: Architecture, outcome: Outcome) -> None:
+            self._release(self.recorder, number)
+            self.note_outcome(outcome.measurement is not None, outcome.error)
             progress.record(phase, arch, outcome)
             self._reconcile_tracking()  # logs the trial just told to MLflow
             state["stop"] = self.stop_reason(self.score(curve, progress), t0, should_stop)
 
         searcher = _profile_search(
-            proposing, completed, cfg, space=ray_tune_define_by_run(cfg.space), metric=list(METRIC_NAMES),
-            mode=["min"] * len(METRIC_NAMES), sampler=build_sampler(cfg), study_name=cfg.study_name,
+            proposing, asked, completed, cfg, space=ray_tune_define_by_run(cfg.space), metric=list(METRIC_NAMES),
+            mode=["min"] * len(METRIC_NAMES), sampler=build_sampler(cfg, self.pool), study_name=cfg.study_name,
             storage=self.storage,
         )
         trainable = tune.with_resources(_run_trainable, {"cpu": 1, f"platform:{cfg.platform}": 1})
@@ -153,10 +168,11 @@ def _quiet_tune() -> Iterator[None]:
             os.environ["RAY_AIR_NEW_OUTPUT"] = before
 
 
-def _profile_search(proposing: Callable[[], str | None], completed: Callable[[str, Architecture, Outcome], None],
-                    cfg: ProfileConfig, **kwargs: Any) -> Any:
-    """``OptunaSearch`` that asks ``proposing`` before each proposal (``None``: finished), writes each measurement
-    (or failure reason) to its trial before ``tell``, then hands the outcome to ``completed``."""
+def _profile_search(proposing: Callable[[], str | None], asked: Callable[[int, str], None],
+                    completed: Callable[[int, str, Architecture, Outcome], None], cfg: ProfileConfig, **kwargs: Any) -> Any:
+    """``OptunaSearch`` that asks ``proposing`` before each proposal (``None``: finished), hands each new trial's
+    number and phase to ``asked``, writes each measurement (or failure reason) to its trial before ``tell``, then
+    hands the outcome to ``completed``."""
     from optuna.trial import TrialState
     from ray.tune.search import Searcher
     from ray.tune.search.optuna import OptunaSearch
@@ -168,10 +184,9 @@ def _profile_search(proposing: Callable[[], str | None], completed: Callable[[st
             phase = proposing()
             if phase is None:
                 return Searcher.FINISHED
-            config = super().suggest(trial_id)
-            ot_trial = self._ot_trials[trial_id]
-            ot_trial.set_user_attr("owner", _owner())
-            ot_trial.set_user_attr("phase", phase)
+            with quiet_ask():
+                config = super().suggest(trial_id)
+            asked(self._ot_trials[trial_id].number, phase)
             return config
 
         def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
@@ -194,7 +209,7 @@ def _profile_search(proposing: Callable[[], str | None], completed: Callable[[st
                 self._completed_trials.add(trial_id)
             else:
                 super().on_trial_complete(trial_id, result, error)
-            completed(ot_trial.user_attrs.get("phase", "active"), arch, Outcome(m, None if m else reason))
+            completed(ot_trial.number, ot_trial.user_attrs.get("phase", "active"), arch, Outcome(m, None if m else reason))
 
         @staticmethod
         def _captured_architecture(ot_trial: Any) -> str:
