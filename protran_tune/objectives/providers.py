@@ -214,14 +214,17 @@ class PredictedObjective(ObjectiveProvider):
         scale: ``(k,)`` the surrogate was fitted on ``Y / scale``.
         source: where it was learned (``table:protran-nasbench:h200``, ``study:h200``, ``mlflow:runs:/...``).
         space: design space of the embeddings.
+        offset: ``(k,)`` added after scaling (the surrogate was fitted on ``(Y - offset) / scale``).
     """
 
     kind = "predicted"
 
-    def __init__(self, surrogate: Any, targets: Sequence[str], scale: Any, source: str, space: str = "flexibert2") -> None:
+    def __init__(self, surrogate: Any, targets: Sequence[str], scale: Any, source: str, space: str = "flexibert2",
+                 offset: Any = 0.0) -> None:
         self.surrogate = surrogate
         self.targets = tuple(get_target(t).name for t in targets)
         self.scale = np.broadcast_to(np.asarray(scale, dtype=np.float64), (len(self.targets),)).copy()
+        self.offset = np.broadcast_to(np.asarray(offset, dtype=np.float64), (len(self.targets),)).copy()
         self.source = source
         self.space = space
 
@@ -233,7 +236,7 @@ class PredictedObjective(ObjectiveProvider):
         if inside.any():
             X = np.stack([sp.embed(a) for a, ok in zip(archs, inside) if ok])
             mu, sd = self.surrogate.predict(X, return_std=True)
-            mean[inside] = np.asarray(mu).reshape(len(X), -1) * self.scale
+            mean[inside] = np.asarray(mu).reshape(len(X), -1) * self.scale + self.offset
             std[inside] = np.asarray(sd).reshape(len(X), -1) * self.scale
         details = [{} if ok else {"error": f"outside the design space {self.space!r}"} for ok in inside]
         return _values(self.targets, mean, std, {t: f"predicted:{self.source}" for t in self.targets}, inside, details)
