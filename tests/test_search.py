@@ -95,6 +95,18 @@ def test_every_method_evaluates_distinct_rows_and_regret_only_falls(problem, met
     assert run.hv[-1] == pytest.approx(problem.hv_of(run.rows)) and run.hv[-1] <= problem.true_hv + 1e-12
 
 
+def test_a_stopped_pool_search_resumes_from_its_storage(problem, tmp_path: Path) -> None:
+    storage, name = f"sqlite:///{tmp_path / 'ckpt.db'}", "resume"
+    sampler = lambda: make_sampler("tpe", seed=3, space="nas-bench-bert")  # noqa: E731
+    paused = run_pool_search(problem, sampler(), 12, 3, storage=storage, study_name=name, time_limit_s=0.0)
+    assert paused.rows == []  # the time limit is spent: nothing evaluated, nothing lost
+    first = run_pool_search(problem, sampler(), 5, 3, storage=storage, study_name=name)
+    second = run_pool_search(problem, sampler(), 12, 3, storage=storage, study_name=name)
+    assert second.rows[:5] == first.rows and len(set(second.rows)) == 12
+    assert second.hv == [problem.hv_of(second.rows[: i + 1]) for i in range(12)]
+    assert second.seconds >= first.seconds and second.snapped >= first.snapped
+
+
 def test_ours_proposes_unevaluated_rows_and_beats_random_on_this_table(problem) -> None:
     fast = {"accuracy": make_surrogate("gp", random_state=0, kernel="linear+matern", encoder="cost", warm_start=True),
             "hardware": make_surrogate("gp", random_state=0, kernel="linear+matern", encoder="cost", warm_start=True)}

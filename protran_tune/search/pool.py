@@ -140,21 +140,22 @@ def run_pool_search(problem: PoolProblem, sampler: Any, budget: int, seed: int, 
                     progress: Callable[[str], None] | None = None, storage: str | None = None,
                     study_name: str | None = None, time_limit_s: float | None = None) -> PoolRun:
     """Evaluate ``budget`` distinct rows with ``sampler`` (see module docstring); the study is in memory
-    unless ``storage`` is given. ``time_limit_s`` stops earlier (the run then holds fewer evaluations)."""
+    unless ``storage`` is given. ``time_limit_s`` stops earlier (the run then holds fewer evaluations); a
+    run stopped so, or killed, resumes from its ``storage``/``study_name`` where it was."""
     import optuna
     from optuna.trial import TrialState, create_trial
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     directions = [get_target(o).direction for o in problem.objectives]
-    study = optuna.create_study(directions=directions, sampler=sampler, storage=storage, study_name=study_name)
+    study = optuna.create_study(directions=directions, sampler=sampler, storage=storage, study_name=study_name,
+                                load_if_exists=storage is not None)
     study.set_metric_names(list(problem.objectives))
-    evaluated: list[int] = []
-    done: set[int] = set()
-    hv: list[float] = []
-    snapped = 0
-    t0 = time.perf_counter()
+    evaluated, snapped, elapsed = _resumed(study, problem)
+    done: set[int] = set(evaluated)
+    hv: list[float] = [problem.hv_of(evaluated[:i + 1]) for i in range(len(evaluated))]
+    t0 = time.perf_counter() - elapsed
     while len(evaluated) < min(budget, len(problem.table)):
-        if time_limit_s is not None and time.perf_counter() - t0 > time_limit_s:
+        if time_limit_s is not None and time.perf_counter() - t0 - elapsed > time_limit_s:
             break
         trial = study.ask()
         arch = problem.params.suggest(trial)
@@ -179,9 +180,27 @@ def run_pool_search(problem: PoolProblem, sampler: Any, budget: int, seed: int, 
         evaluated.append(row)
         done.add(row)
         hv.append(problem.hv_of(evaluated))
+        study.set_user_attr("elapsed_s", time.perf_counter() - t0)
         if progress and len(evaluated) % 10 == 0:
             progress(f"[{method} seed={seed}] {len(evaluated)} evaluations, regret {problem.true_hv - hv[-1]:.4f}")
     return PoolRun(method, seed, evaluated, hv, snapped, time.perf_counter() - t0)
+
+
+def _resumed(study: Any, problem: PoolProblem) -> tuple[list[int], int, float]:
+    """The rows a stored study already evaluated (in trial order), its snapped proposals and its elapsed
+    seconds; a trial left running by a killed run is marked failed."""
+    from optuna.trial import TrialState
+
+    index = {rid: i for i, rid in enumerate(problem.table.ids)}
+    rows: list[int] = []
+    snapped = 0
+    for t in sorted(study.get_trials(deepcopy=False), key=lambda t: t.number):
+        if t.state == TrialState.RUNNING:
+            study.tell(t.number, state=TrialState.FAIL)
+        elif t.state == TrialState.COMPLETE and "row" in t.user_attrs:
+            rows.append(index[t.user_attrs["row"]])
+        snapped += t.state == TrialState.PRUNED and "snapped_to" in t.user_attrs
+    return rows, snapped, float(study.user_attrs.get("elapsed_s", 0.0))
 
 
 def _constraint_attrs(problem: PoolProblem, values: Sequence[float]) -> dict[str, float]:
