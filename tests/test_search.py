@@ -197,11 +197,63 @@ def test_search_refuses_bad_input_before_anything_starts(tmp_path: Path) -> None
         (["--sampler", "bayes"], "invalid choice"),
         (["--surrogate-param", "depth=3"], "unknown parameter"),
         (["--study", " "], "--study must not be empty"),
+        (["--space", "flexibert2"], "outside it (up to 12 layers; hidden sizes up to 768"),  # ... names the flag:
+        (["--space", "protran-table1"], "pass --allow-extrapolation"),
+        (["--workers", "2", "--verify", "none"], "--verify none measures nothing"),
     ]
     for args, message in cases:
         res = _cli(*args, "--out", "o", cwd=tmp_path)
         assert res.returncode == 2 and message in res.stderr, (args, res.stderr)
     assert not (tmp_path / "protran.db").exists() and not (tmp_path / "mlflow.db").exists()
+    assert not (tmp_path / "o").exists()
+
+
+SPACE_YAML = """name: {name}
+layers: [2, 4]
+hidden_sizes: [128, {hidden}]
+num_heads: [2, 4]
+head_ops: [{ops}]
+feed_forward_dims: [512, 1024]
+feed_forward_stacks: [1, 3]
+"""
+
+
+def test_the_accuracy_domain_is_read_from_the_space_definition(tmp_path: Path) -> None:
+    from protran_tune.errors import UsageError
+    from protran_tune.objectives.accuracy import space_outside_domain
+    from protran_tune.search.evaluation import ProviderOptions
+    from protran_tune.search.live import SearchConfig
+
+    inside, wide, mixed = tmp_path / "inside.yaml", tmp_path / "wide.yaml", tmp_path / "mixed.yaml"
+    inside.write_text(SPACE_YAML.format(name="inside", hidden=256, ops="sa-sdp"))
+    wide.write_text(SPACE_YAML.format(name="wide", hidden=512, ops="sa-sdp"))
+    mixed.write_text(SPACE_YAML.format(name="mixed", hidden=256, ops="sa-sdp, c-9"))
+    assert space_outside_domain("nas-bench-bert") == [] and space_outside_domain(str(inside)) == []
+    assert space_outside_domain(str(wide)) == ["hidden sizes up to 512"]
+    assert space_outside_domain(str(mixed)) == ["layers whose heads mix ops"]
+    assert "ops ['c-13']" in space_outside_domain("flexibert2")
+    with pytest.raises(UsageError, match=r"hidden <= 256, <= 4 layers, one op per layer.*--allow-extrapolation"):
+        SearchConfig(space=str(wide)).validate()
+    SearchConfig(space=str(inside)).validate()
+    SearchConfig(space=str(wide), allow_extrapolation=True).validate()
+    SearchConfig(space=str(wide), objectives=("latency_s", "params")).validate()  # no accuracy objective
+    SearchConfig(space=str(wide), providers=ProviderOptions(accuracy="train")).validate()  # training has no domain
+
+
+def test_an_extrapolating_search_marks_its_trials_out_of_domain(tmp_path: Path) -> None:
+    from protran_tune.search.live import SearchConfig, run_search
+
+    wide = tmp_path / "wide.yaml"  # few parameters per trial (the sqlite storage writes each one)
+    wide.write_text(SPACE_YAML.format(name="wide", hidden=512, ops="sa-sdp"))
+    cfg = SearchConfig(objectives=("glue", "params"), budget=4, batch_size=4, sampler="random", space=str(wide),
+                       verify="none", storage=f"sqlite:///{tmp_path}/s.db", mlflow_uri=None, out=str(tmp_path / "out"),
+                       allow_extrapolation=True)
+    with pytest.warns(UserWarning, match="outside its domain"):
+        result = run_search(cfg, progress=None)
+    study = optuna.load_study(study_name=cfg.name(), storage=cfg.storage)
+    marked = [t for t in study.trials if t.user_attrs.get("out_of_domain")]
+    assert marked and all("outside the nas-bench-bert domain" in t.user_attrs["out_of_domain"][0] for t in marked)
+    assert any(f"{len(marked)} evaluation(s) outside a predictor's domain" in n for n in result.notes)
 
 
 def test_every_method_is_an_optuna_sampler_over_the_same_parameters() -> None:
@@ -212,3 +264,45 @@ def test_every_method_is_an_optuna_sampler_over_the_same_parameters() -> None:
         study.set_metric_names(["glue", "params"])
         study.optimize(lambda t: (float(params.suggest(t).n_layers), float(t.number)), n_trials=3)
         assert all(set(t.params) == set(params.to_params(params.from_params(t.params))) for t in study.trials)
+
+
+# ----------------------------------------------------------------------------- verification over Ray
+@pytest.mark.ray
+def test_front_verification_spreads_over_the_platform_actors_of_a_local_ray(tmp_path: Path, monkeypatch) -> None:
+    """--workers 2: a local Ray advertising two ``platform:cpu`` units measures the front on two actors, and
+    the verification rows are those of the in-process path."""
+    import dataclasses
+    import os
+
+    from protran_tune.cluster.pool import PlatformPool
+    from protran_tune.search.evaluation import ProviderOptions
+    from protran_tune.search.live import SearchConfig, run_search, verify_front
+
+    records: list[dict] = []
+    measure = PlatformPool.measure
+
+    def spy(self, archs, workload=None, **kwargs):
+        out = measure(self, archs, workload, **kwargs)
+        records.extend(out)
+        return out
+
+    monkeypatch.setattr(PlatformPool, "measure", spy)
+    fast = {"time_budget_s": 0.2, "idle_window_s": 0.05, "energy_window_s": 0.05, "warmup_s": 0.0}
+    cfg = SearchConfig(objectives=("glue", "latency_s"), budget=4, batch_size=4, sampler="random", seed=0,
+                       storage=f"sqlite:///{tmp_path}/s.db", mlflow_uri=None, out=str(tmp_path / "out"),
+                       providers=ProviderOptions(platform_options={**fast, "threads": 1}), use_ray=True, n_workers=2)
+    result = run_search(cfg, progress=None)
+    hashes = {r["arch_hash"] for r in result.front}
+    assert len(result.verification) == len(result.front) >= 2
+    assert {r["arch_hash"] for r in records} == hashes and all(r["status"] == "ok" for r in records)
+    pids = {r["node"]["pid"] for r in records}
+    assert os.getpid() not in pids and len(pids) == 2  # measured by both actors, not in this process
+    assert f"by 2 platform:cpu actor(s): {len(hashes)} measured, 0 failed" in result.notes[0]
+    here = dataclasses.replace(cfg, use_ray=False, n_workers=None, providers=ProviderOptions(platform_options=fast))
+    local, _ = verify_front(here, result.front, None, None, None, None)
+    for on_ray, in_process in zip(result.verification, local):
+        assert on_ray.keys() == in_process.keys() and on_ray["sources"] == in_process["sources"]
+        assert on_ray["measured"].keys() == in_process["measured"].keys() and on_ray["gap"].keys() == in_process["gap"].keys()
+        same = ("trial", "arch_hash", "predicted")
+        assert [on_ray[k] for k in same] == [in_process[k] for k in same]
+        assert on_ray["measured"]["glue"] == in_process["measured"]["glue"] and on_ray["measured"]["latency_s"] > 0

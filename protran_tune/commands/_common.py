@@ -18,8 +18,19 @@ def add_storage_options(parser: argparse.ArgumentParser, mlflow: bool = True) ->
         group.add_argument("--experiment", default="protran-tune", help="MLflow experiment (default protran-tune)")
 
 
-def add_ray_options(parser: argparse.ArgumentParser) -> None:
+def add_ray_options(parser: argparse.ArgumentParser, opt_in: bool = False) -> None:
+    """``--ray-address``, ``--no-ray``, ``--workers``. By default Ray is used unless ``--no-ray`` (``profile``);
+    with ``opt_in`` only when ``--ray-address`` or ``--workers`` is given (``search``: the front's measurements)."""
     group = parser.add_argument_group("Ray")
+    if opt_in:
+        group.add_argument("--ray-address", default=None,
+                           help="measure the front on the platform:<name> actors of this Ray cluster (auto, "
+                                "host:port); default: in this process")
+        group.add_argument("--no-ray", action="store_true", help="measure in this process, without Ray (the default)")
+        group.add_argument("--workers", type=positive_int, default=None,
+                           help="measurements in flight on Ray (default: the cluster's platform:<name> units); without "
+                                "--ray-address: on RAY_ADDRESS, else on a local Ray with this many units")
+        return
     group.add_argument("--ray-address", default=None,
                        help="Ray cluster to use (auto, host:port); default: RAY_ADDRESS, else a local Ray on "
                             "127.0.0.1 started and stopped by this command")

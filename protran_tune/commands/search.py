@@ -3,7 +3,9 @@
 Live mode (default): searches a space (``--space nas-bench-bert`` or ``flexibert2``) on an Optuna study;
 accuracy comes from ``--accuracy`` (``nas-bench-bert`` predictor, or ``train[:TASK]``), hardware from
 ``--hardware`` (``table:NAME``, ``study:NAME``, ``mlflow:MODEL_URI`` predicted with std, or
-``platform:NAME`` measured); the front is then checked (``--verify``) and written to ``--out``.
+``platform:NAME`` measured); the front is then checked (``--verify``; on a Ray cluster's ``platform:<name>``
+actors with ``--ray-address``/``--workers``) and written to ``--out``. A space that can leave the accuracy
+predictor's domain needs ``--allow-extrapolation``.
 Pool mode (``--pool TABLE``): the table is the space; a true evaluation reveals one row.
 """
 
@@ -14,7 +16,7 @@ import json
 import sys
 from typing import Any
 
-from protran_tune.commands._common import add_storage_options, parse_options, positive_int
+from protran_tune.commands._common import add_ray_options, add_storage_options, parse_options, positive_int
 
 DEFAULT_OBJECTIVES = ["glue:max", "latency_s:min", "energy_j:min", "peak_power_w:min"]
 
@@ -35,6 +37,9 @@ def register(subparsers: Any) -> None:
     live = p.add_argument_group("live mode")
     live.add_argument("--space", default="nas-bench-bert", help="nas-bench-bert (default), flexibert2 or a space YAML")
     live.add_argument("--accuracy", default="nas-bench-bert", help="nas-bench-bert (predictor) or train[:TASK] (default nas-bench-bert)")
+    live.add_argument("--allow-extrapolation", action="store_true",
+                      help="search a space reaching outside the accuracy predictor's domain (nas-bench-bert: hidden <= 256, "
+                           "<= 4 layers, one op per layer); such trials are marked out_of_domain")
     live.add_argument("--hardware", default="table:protran-nasbench:cpu",
                       help="table:NAME | study:NAME | mlflow:MODEL_URI | platform:NAME (default table:protran-nasbench:cpu)")
     live.add_argument("--surrogate", default="gp", help="surrogate of predicted hardware values (default gp)")
@@ -51,16 +56,21 @@ def register(subparsers: Any) -> None:
     pool = p.add_argument_group("pool mode")
     pool.add_argument("--pool", default=None, metavar="TABLE", help="a shipped table or file: the table is the space")
     add_storage_options(p)
+    add_ray_options(p, opt_in=True)
     p.set_defaults(func=run)
 
 
 def build_config(args: argparse.Namespace) -> Any:
+    from protran_tune.errors import UsageError
     from protran_tune.objectives.targets import parse_constraint
     from protran_tune.runtime import check_storage_url
     from protran_tune.search.evaluation import ProviderOptions
     from protran_tune.search.live import SearchConfig
 
     surrogate_params = parse_options(args.surrogate_param, "--surrogate-param")
+    use_ray = args.ray_address is not None or args.workers is not None
+    if use_ray and args.no_ray:
+        raise UsageError("--no-ray contradicts --ray-address/--workers: drop one")
     providers = ProviderOptions(
         accuracy=args.accuracy, hardware=args.hardware, surrogate=args.surrogate, storage=args.storage,
         batch_size=args.platform_batch_size, platform_options=parse_options(args.platform_option),
@@ -72,7 +82,8 @@ def build_config(args: argparse.Namespace) -> Any:
         budget=args.budget, sampler=args.sampler, seed=args.seed, space=args.space, pool=args.pool,
         batch_size=args.batch_size, verify=args.verify, max_failures=args.max_failures, study_name=args.study,
         storage=check_storage_url(args.storage), mlflow_uri=None if args.no_mlflow else args.mlflow_uri,
-        experiment=args.experiment, out=args.out, providers=providers,
+        experiment=args.experiment, out=args.out, providers=providers, allow_extrapolation=args.allow_extrapolation,
+        use_ray=use_ray, ray_address=args.ray_address, n_workers=args.workers,
     )
     cfg.validate()
     if args.surrogate:

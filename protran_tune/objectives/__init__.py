@@ -4,7 +4,8 @@
   ``peak_power_w``, ``glue``, ``sst2``, ..., ``params``); the rest of the package imports them from here;
 * :mod:`.scoring`: the held-out split and scorer (normalised MSE, Kendall tau overall and within depth,
   top-k overlap, coverage, convergence) used by ``fit``, ``replay``, ``profile`` and the search;
-* :mod:`.providers`: one interface for measured (:class:`MeasuredHardware`, :class:`PoolLookup`),
+* :mod:`.providers`: one interface for measured (:class:`MeasuredHardware`, :class:`PooledHardware` on Ray,
+  :class:`PoolLookup`),
   predicted (:class:`PredictedObjective`) and exact (:class:`ZeroCost`) values;
 * :mod:`.accuracy`: :class:`NasBenchBertAccuracy`, a GLUE predictor learned from NAS-Bench-BERT;
 * :mod:`.training`: :class:`TrainedAccuracy`, real training with a fixed recipe.
@@ -31,7 +32,7 @@ from protran_tune.objectives.targets import (
 
 _LAZY = {
     "ObjectiveProvider": "providers", "ObjectiveValues": "providers", "MeasuredHardware": "providers",
-    "PoolLookup": "providers", "PredictedObjective": "providers", "ZeroCost": "providers",
+    "PooledHardware": "providers", "PoolLookup": "providers", "PredictedObjective": "providers", "ZeroCost": "providers",
     "NasBenchBertAccuracy": "accuracy", "TrainedAccuracy": "training", "TrainingRecipe": "training",
     "score_heldout": "scoring", "split_test": "scoring", "HeldOutScore": "scoring",
 }

@@ -9,6 +9,8 @@ Its domain is the data it learned from: hidden sizes <= 256, at most 4 layers, o
 ops among ``sa-sdp``, ``sa-wma``, ``l-dft``, ``l-dct``, ``c-5``, ``c-9``. A prediction outside that domain
 gets its std multiplied by ``outside_std_factor`` (default 3), a warning, ``in_domain=False`` and the
 reason in ``details[i]["warning"]`` (the search marks such trials with the user attr ``out_of_domain``).
+:func:`space_outside_domain` tells, from a search space's definition, whether it can produce such
+architectures (``protran-tune search`` then asks for ``--allow-extrapolation``).
 """
 
 from __future__ import annotations
@@ -24,6 +26,12 @@ from protran_tune.space import Architecture, get_space
 
 DOMAIN = {"max_hidden": 256, "max_layers": 4, "one_op_per_layer": True,
           "ops": ("sa-sdp", "sa-wma", "l-dft", "l-dct", "c-5", "c-9")}
+
+
+def domain_text() -> str:
+    """The domain in words: ``hidden <= 256, <= 4 layers, one op per layer, ops ...``."""
+    return (f"hidden <= {DOMAIN['max_hidden']}, <= {DOMAIN['max_layers']} layers, one op per layer, "
+            f"ops {', '.join(DOMAIN['ops'])}")
 
 
 def default_accuracy_surrogate(seed: int = 0) -> Any:
@@ -45,6 +53,29 @@ def outside_domain(arch: Architecture) -> str | None:
         if layer.heads[0] not in DOMAIN["ops"]:
             return f"layer {j} op {layer.heads[0]!r} not among {list(DOMAIN['ops'])}"
     return None
+
+
+def space_outside_domain(space: Any) -> list[str]:
+    """Why search space ``space`` (a name, YAML path, design space or parameterisation) can produce
+    architectures outside the domain, from its definition (``Parameterization.span``); ``[]`` when it cannot."""
+    from protran_tune.space.parameterization import get_parameterization
+
+    span = get_parameterization(space).span()
+    reasons = []
+    if max(span["layers"]) > DOMAIN["max_layers"]:
+        reasons.append(f"up to {max(span['layers'])} layers")
+    if max(span["hidden_sizes"]) > DOMAIN["max_hidden"]:
+        reasons.append(f"hidden sizes up to {max(span['hidden_sizes'])}")
+    if span["mixed_ops"]:
+        reasons.append("layers whose heads mix ops")
+    other_ops = [op for op in span["head_ops"] if op not in DOMAIN["ops"]]
+    if other_ops:
+        reasons.append(f"ops {other_ops}")
+    flex = get_space("flexibert2").to_dict()
+    beyond = {k: sorted(set(v) - set(flex[k])) for k, v in span.items() if k in flex and set(v) - set(flex[k])}
+    if beyond:
+        reasons.append(f"values outside flexibert2, whose embedding the predictor reads: {beyond}")
+    return reasons
 
 
 class NasBenchBertAccuracy(ObjectiveProvider):
@@ -97,7 +128,7 @@ class NasBenchBertAccuracy(ObjectiveProvider):
         n_out = int((~in_domain).sum())
         if n_out:
             warnings.warn(f"nas-bench-bert accuracy: {n_out} of {len(archs)} architecture(s) lie outside its domain "
-                          f"(hidden <= 256, <= 4 layers, one op per layer); their std is x{self.outside_std_factor:g}",
+                          f"({domain_text()}); their std is x{self.outside_std_factor:g}",
                           stacklevel=2)
         return _values(self.targets, mean, std, {t: "predicted:nas-bench-bert" for t in self.targets}, in_domain, details)
 

@@ -7,6 +7,7 @@ extrapolates). Providers:
 
 ==========================  ======================================================================
 :class:`MeasuredHardware`   a platform measures each architecture (latency, energy, peak power)
+:class:`PooledHardware`     the same, spread over a platform's Ray actors (``PlatformPool``)
 :class:`PoolLookup`         a recorded table answers (a "true evaluation" in pool benchmarks)
 :class:`PredictedObjective` a fitted surrogate with its std: from a table, a ``profile`` study or an
                             MLflow model
@@ -122,7 +123,15 @@ class MeasuredHardware(ObjectiveProvider):
         try:
             m = self.platform.measure(arch, self.workload)
         except MeasurementError as exc:
-            return [math.nan] * len(self.targets), {}, {"error": f"{type(exc).__name__}: {exc}"}
+            return self.failed(f"{type(exc).__name__}: {exc}")
+        return self.from_measurement(m)
+
+    def failed(self, error: str) -> tuple[list[float], dict[str, str], dict[str, Any]]:
+        """What :meth:`measure_one` gives for a measurement that failed with ``error``."""
+        return [math.nan] * len(self.targets), {}, {"error": error}
+
+    def from_measurement(self, m: Any) -> tuple[list[float], dict[str, str], dict[str, Any]]:
+        """What :meth:`measure_one` gives for the :class:`~protran_tune.platforms.measurement.Measurement` ``m``."""
         values = {**m.objectives(), "energy_above_idle_j": m.energy_above_idle_per_sequence_j}
         row = [math.nan if values[t] is None else float(values[t]) for t in self.targets]
         missing = {t: m.unavailable.get(t, "not measured") for t, v in zip(self.targets, row) if not math.isfinite(v)}
@@ -134,16 +143,47 @@ class MeasuredHardware(ObjectiveProvider):
         return row, sources, detail
 
     def evaluate(self, archs: Sequence[Architecture]) -> ObjectiveValues:
-        rows, details, sources = [], [], {t: set() for t in self.targets}
-        for arch in archs:
-            row, src, detail = self.measure_one(arch)
-            rows.append(row)
-            details.append(detail)
+        return self._collect([self.measure_one(arch) for arch in archs])
+
+    def _collect(self, results: Sequence[tuple[list[float], dict[str, str], dict[str, Any]]]) -> ObjectiveValues:
+        """One :class:`ObjectiveValues` from per-architecture results (sources joined per target)."""
+        sources: dict[str, set[str]] = {t: set() for t in self.targets}
+        for _, src, _ in results:
             for t, value in src.items():
                 sources[t].add(value)
-        mean = np.asarray(rows, dtype=np.float64).reshape(len(archs), len(self.targets))
+        mean = np.asarray([r[0] for r in results], dtype=np.float64).reshape(len(results), len(self.targets))
         return _values(self.targets, mean, None, {t: ", ".join(sorted(v)) or "failed" for t, v in sources.items()},
-                       details=details)
+                       details=[r[2] for r in results])
+
+
+class PooledHardware(MeasuredHardware):
+    """Hardware targets measured in parallel on a platform's Ray actors.
+
+    ``pool`` is a :class:`~protran_tune.cluster.pool.PlatformPool` (one actor per ``platform:<name>``
+    unit). Values, sources and errors are those of :class:`MeasuredHardware`; each ``details[i]`` also
+    holds ``node``, where the actor ran (Ray node id, IP, host name, pid).
+    """
+
+    def __init__(self, pool: Any, workload: Any = None, targets: Sequence[str] = HARDWARE_TARGETS) -> None:
+        from protran_tune.platforms.base import Workload
+
+        self.pool = pool
+        self.workload = workload or Workload(batch_size=1, seq_len=128)
+        self.targets = _checked_targets(targets, self._AVAILABLE, f"platform {pool.platform!r} on Ray")
+
+    def evaluate(self, archs: Sequence[Architecture]) -> ObjectiveValues:
+        from protran_tune.platforms.measurement import Measurement
+
+        results = []
+        for record in self.pool.measure(list(archs), self.workload):
+            data = record.get("measurement")
+            if record.get("status") == "ok" and data:
+                result = self.from_measurement(Measurement.from_dict(data))
+            else:
+                result = self.failed(record.get("error") or f"status {record.get('status')!r}")
+            result[2]["node"] = record.get("node")
+            results.append(result)
+        return self._collect(results)
 
 
 # --------------------------------------------------------------------------- pool

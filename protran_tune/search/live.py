@@ -16,6 +16,7 @@ Pool mode (``pool=TABLE``) runs :func:`~protran_tune.search.pool.run_pool_search
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import sys
@@ -53,6 +54,10 @@ class SearchConfig:
     experiment: str = "protran-tune"
     out: str = "search-out"
     providers: ProviderOptions = field(default_factory=ProviderOptions)
+    allow_extrapolation: bool = False
+    use_ray: bool = False
+    ray_address: str | None = None
+    n_workers: int | None = None
 
     def validate(self) -> None:
         from protran_tune.objectives.targets import parse_objective
@@ -76,6 +81,41 @@ class SearchConfig:
             raise ValueError("--study must not be empty")
         if self.pool is None:
             self.providers.check()
+            self._check_accuracy_domain()
+        self._check_ray()
+
+    def _check_accuracy_domain(self) -> None:
+        """Refuse a space that can leave the accuracy predictor's domain unless ``allow_extrapolation``."""
+        from protran_tune.errors import UsageError
+        from protran_tune.objectives.accuracy import domain_text, space_outside_domain
+
+        predicted = self.providers.accuracy.split(":", 1)[0] == "nas-bench-bert" and any(
+            get_target(o).kind == "accuracy" for o in self.objectives)
+        if self.allow_extrapolation or not predicted:
+            return
+        reasons = space_outside_domain(self.space)
+        if reasons:
+            raise UsageError(
+                f"--accuracy nas-bench-bert predicts inside NAS-Bench-BERT's domain ({domain_text()}), but --space "
+                f"{self.space} can produce architectures outside it ({'; '.join(reasons)}): search --space nas-bench-bert, "
+                f"or pass --allow-extrapolation (SearchConfig.allow_extrapolation=True) to predict there anyway, "
+                f"such trials being marked out_of_domain")
+
+    def _check_ray(self) -> None:
+        """Ray settings: workers positive, a cluster address that answers, and something for Ray to measure."""
+        from protran_tune.errors import UsageError
+        from protran_tune.runtime import check_ray_address
+
+        if self.n_workers is not None and (isinstance(self.n_workers, bool) or not isinstance(self.n_workers, int)
+                                           or self.n_workers < 1):
+            raise UsageError(f"--workers must be a positive integer, got {self.n_workers!r}")
+        if not self.use_ray:
+            return
+        if self.pool is not None or self.verify == "none" or self.verify.startswith("records:"):
+            raise UsageError("Ray (--ray-address, --workers) measures the front's verification on platform actors; "
+                             f"{'--pool' if self.pool is not None else '--verify ' + self.verify} measures nothing")
+        if self.ray_address not in (None, "auto", "local"):
+            check_ray_address(self.ray_address)
 
     def name(self) -> str:
         return self.study_name or f"search-{self.sampler}-s{self.seed}"
@@ -184,6 +224,7 @@ def _tracker(cfg: SearchConfig, objectives: ObjectiveSet) -> tuple[Any, str | No
     parent = tracker.study_run(cfg.name(), params={"objectives": ",".join(cfg.objectives), "sampler": cfg.sampler,
                                                    "seed": cfg.seed, "space": cfg.space, "budget": cfg.budget,
                                                    "accuracy": cfg.providers.accuracy, "hardware": cfg.providers.hardware,
+                                                   "allow_extrapolation": cfg.allow_extrapolation,
                                                    "constraints": json.dumps([list(c) for c in cfg.constraints])},
                                tags={"protran.kind": ROLE_SEARCH})
     return tracker, parent
@@ -226,6 +267,10 @@ def _finish(cfg: SearchConfig, study: Any, objectives: ObjectiveSet, params: Any
     rows = front_rows(front, cfg.objectives)
     out = Path(cfg.out)
     verification, notes = verify_front(cfg, rows, objectives, tracker, parent, progress)
+    n_out = sum(bool(t.user_attrs.get("out_of_domain")) for t in study.get_trials(deepcopy=False))
+    if n_out:
+        notes.append(f"{n_out} evaluation(s) outside a predictor's domain (extrapolated; trial user attr "
+                     f"out_of_domain, front.csv column out_of_domain)")
     history = hypervolume_history(study, cfg.objectives)
     result = SearchResult(
         study_name=cfg.name(), n_evaluated=_n_complete(study),
@@ -244,13 +289,16 @@ def _finish(cfg: SearchConfig, study: Any, objectives: ObjectiveSet, params: Any
 def verify_front(cfg: SearchConfig, rows: list[dict[str, Any]], objectives: ObjectiveSet, tracker: Any, parent: str | None,
                  progress: Callable[[str], None] | None) -> tuple[list[dict[str, Any]], list[str]]:
     """Measured (and trained or looked-up) values of the front members against the search's values."""
-    from protran_tune.search.verification import verifier_for
-
-    verifier, notes = verifier_for(cfg, objectives)
-    if verifier is None or not rows:
-        return [], notes
+    if not rows:
+        return [], ["front not verified: no feasible trial"]
     archs = [Architecture.from_json(r["architecture"]) for r in rows]
-    checked = verifier(archs)
+    with contextlib.ExitStack() as stack:  # a Ray session and its platform actors, where cfg.use_ray
+        from protran_tune.search.verification import verifier_for
+
+        verifier, notes = verifier_for(cfg, objectives, stack)
+        if verifier is None:
+            return [], notes
+        checked = verifier(archs)
     out = []
     for row, arch, measured in zip(rows, archs, checked):
         entry = {"trial": row["trial"], "arch_hash": arch.content_hash(), "predicted": {o: row[o] for o in cfg.objectives},

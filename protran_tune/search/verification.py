@@ -10,6 +10,10 @@
   ``front_archs.jsonl`` a search writes);
 * ``none``: nothing is checked.
 
+With ``use_ray`` (``--ray-address``, ``--workers``) the members are measured in parallel on the cluster's
+``platform:<name>`` actors (:class:`~protran_tune.cluster.pool.PlatformPool`, as ``profile`` does) rather
+than in this process; the rows are the same.
+
 Accuracy is checked by training again with other seeds where it came from training, and by the recorded
 NAS-Bench-BERT score where the predictor was used and the architecture is one of the table's (otherwise
 it cannot be checked without training, and the verification says so). Exact (zero-cost) values need no check.
@@ -17,6 +21,7 @@ it cannot be checked without training, and the verification says so). Exact (zer
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 from typing import Any, Callable, Sequence
 
 from protran_tune.objectives.targets import get_target
@@ -26,48 +31,97 @@ Verifier = Callable[[Sequence[Architecture]], list[dict[str, Any]]]
 _TABLE_PLATFORMS = {"protran-nasbench:cpu": ("cpu", {}), "protran-nasbench:h200": ("cuda", {"cuda_graph": True})}
 
 
-def _hardware_check(cfg: Any, hw_targets: list[str]) -> tuple[Callable[[Sequence[Architecture]], list[dict[str, Any]]] | None, str | None]:
+def _hardware_check(cfg: Any, hw_targets: list[str], stack: ExitStack, notes: list[str]) -> Verifier | None:
+    """The check of the hardware targets (``None`` with a note in ``notes`` where there is none)."""
     from protran_tune.objectives.providers import MeasuredHardware
-    from protran_tune.platforms.base import SensorUnavailableError, Workload
+    from protran_tune.platforms.base import SensorUnavailableError
+
+    if not hw_targets:
+        return None
+    if cfg.verify.startswith("records:"):
+        return _from_records(cfg.verify.split(":", 1)[1], hw_targets)
+    where = _verify_platform(cfg)
+    if isinstance(where, str):
+        notes.append(where)
+        return None
+    platform, options, workload = where
+    if cfg.use_ray:
+        return _ray_check(cfg, platform, options, workload, hw_targets, stack, notes)
+    try:
+        provider = MeasuredHardware(platform, workload, hw_targets, **options)
+    except SensorUnavailableError as exc:
+        notes.append(f"hardware not verified: platform {platform!r} is unusable here ({exc}); measure front_archs.jsonl "
+                     f"there with `protran-tune measure --platform {platform}` and pass --verify records:FILE")
+        return None
+    return _provider_check(provider)
+
+
+def _verify_platform(cfg: Any) -> tuple[str, dict[str, Any], Any] | str:
+    """``(platform, options, workload)`` the front is measured with, or a note saying why there is none."""
+    from protran_tune.platforms.base import Workload
 
     opts = cfg.providers
     kind, _, rest = opts.hardware.partition(":")
-    verify = cfg.verify
-    if not hw_targets:
-        return None, None
-    if verify.startswith("records:"):
-        return _from_records(verify.split(":", 1)[1], hw_targets), None
     options: dict[str, Any] = dict(opts.platform_options)
     batch, seq = opts.batch_size, opts.seq_len
-    if verify == "auto":
-        if kind == "platform":
-            platform = rest
-        elif kind == "table" and rest in _TABLE_PLATFORMS:
-            from protran_tune.datasets import load_dataset
+    if cfg.verify != "auto":
+        platform = cfg.verify
+    elif kind == "platform":
+        platform = rest
+    elif kind == "table" and rest in _TABLE_PLATFORMS:
+        from protran_tune.datasets import load_dataset
 
-            platform, extra = _TABLE_PLATFORMS[rest]
-            options.update(extra)
-            meta = load_dataset(rest).meta
-            batch, seq = meta.get("batch_size", batch), meta.get("seq_len", seq)
-        else:
-            return None, f"hardware not verified: no platform known for --hardware {opts.hardware} (pass --verify PLATFORM)"
+        platform, extra = _TABLE_PLATFORMS[rest]
+        options.update(extra)
+        meta = load_dataset(rest).meta
+        batch, seq = meta.get("batch_size", batch), meta.get("seq_len", seq)
     else:
-        platform = verify
-    try:
-        provider = MeasuredHardware(platform, Workload(batch_size=batch, seq_len=seq), hw_targets, **options)
-    except SensorUnavailableError as exc:
-        return None, (f"hardware not verified: platform {platform!r} is unusable here ({exc}); measure front_archs.jsonl "
-                      f"there with `protran-tune measure --platform {platform}` and pass --verify records:FILE")
+        return f"hardware not verified: no platform known for --hardware {opts.hardware} (pass --verify PLATFORM)"
+    return platform, options, Workload(batch_size=batch, seq_len=seq)
+
+
+def _provider_check(provider: Any) -> Verifier:
+    """Per architecture ``{"values": {target: value or None}, "sources": {target: source}}`` of a provider."""
 
     def check(archs: Sequence[Architecture]) -> list[dict[str, Any]]:
         v = provider.evaluate(archs)
         return [{"values": {t: _num(v.mean[i, j]) for j, t in enumerate(v.targets)}, "sources": dict(v.sources)}
                 for i in range(len(archs))]
 
-    return check, None
+    return check
 
 
-def _from_records(path: str, targets: list[str]) -> Callable[[Sequence[Architecture]], list[dict[str, Any]]]:
+def _ray_check(cfg: Any, platform: str, options: dict[str, Any], workload: Any, hw_targets: list[str], stack: ExitStack,
+               notes: list[str]) -> Verifier | None:
+    """Measure over the ``platform:<name>`` actors of a Ray cluster (``cfg.ray_address``; else ``RAY_ADDRESS``;
+    else a local Ray advertising ``cfg.n_workers`` units), as ``profile`` does; kept open until ``stack`` closes."""
+    import os
+
+    from protran_tune.objectives.providers import PooledHardware
+    from protran_tune.runtime import ray_session
+
+    resources = {f"platform:{platform}": float(cfg.n_workers or 1)}
+    try:
+        session = stack.enter_context(ray_session(cfg.ray_address, num_cpus=os.cpu_count(), resources=resources))
+        from protran_tune.cluster.pool import PlatformPool
+
+        pool = stack.enter_context(PlatformPool(platform, options, workload=workload, num_actors=cfg.n_workers))
+    except ValueError as exc:  # UsageError (no connection) or the pool's (no such resource, platform not built)
+        notes.append(f"hardware not verified: Ray cannot measure on {platform!r}: {exc}")
+        return None
+    measure = _provider_check(PooledHardware(pool, workload, hw_targets))
+
+    def check(archs: Sequence[Architecture]) -> list[dict[str, Any]]:
+        out = measure(archs)
+        stats = pool.stats
+        notes.append(f"front hardware measured on Ray ({session['address']}) by {pool.size} platform:{platform} "
+                     f"actor(s): {stats['measured']} measured, {stats['failed']} failed, {stats['retried']} retried")
+        return out
+
+    return check
+
+
+def _from_records(path: str, targets: list[str]) -> Verifier:
     from protran_tune.datasets.measured import table_from_records
 
     table = table_from_records([path], name=f"records:{path}")
@@ -83,7 +137,7 @@ def _from_records(path: str, targets: list[str]) -> Callable[[Sequence[Architect
     return check
 
 
-def _accuracy_check(cfg: Any, objectives: Any, acc_targets: list[str]) -> tuple[Callable[[Sequence[Architecture]], list[dict[str, Any]]] | None, str | None]:
+def _accuracy_check(cfg: Any, objectives: Any, acc_targets: list[str]) -> tuple[Verifier | None, str | None]:
     if not acc_targets:
         return None, None
     kind = cfg.providers.accuracy.split(":", 1)[0]
@@ -117,14 +171,17 @@ def _accuracy_check(cfg: Any, objectives: Any, acc_targets: list[str]) -> tuple[
     return lookup, None
 
 
-def verifier_for(cfg: Any, objectives: Any) -> tuple[Verifier | None, list[str]]:
-    """A function giving, per front member, ``{"values": {objective: measured or None}, "sources": {...}}``."""
+def verifier_for(cfg: Any, objectives: Any, stack: ExitStack) -> tuple[Verifier | None, list[str]]:
+    """A function giving, per front member, ``{"values": {objective: measured or None}, "sources": {...}}``,
+    and the notes (a list the verifier may add to). What it opens (a Ray session, platform actors) closes
+    with ``stack``."""
     if cfg.verify == "none":
         return None, ["front not verified (--verify none)"]
     kinds = {o: get_target(o).kind for o in cfg.objectives}
-    hw_check, hw_note = _hardware_check(cfg, [o for o, k in kinds.items() if k == "hardware"])
+    notes: list[str] = []
+    hw_check = _hardware_check(cfg, [o for o, k in kinds.items() if k == "hardware"], stack, notes)
     acc_check, acc_note = _accuracy_check(cfg, objectives, [o for o, k in kinds.items() if k == "accuracy"])
-    notes = [n for n in (hw_note, acc_note) if n]
+    notes += [acc_note] if acc_note else []
     checks = [c for c in (hw_check, acc_check) if c is not None]
     if not checks:
         return None, notes

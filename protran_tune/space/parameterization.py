@@ -2,7 +2,8 @@
 
 A :class:`Parameterization` says how the architectures of a search space are written as (conditional,
 define-by-run) categorical parameters: ``suggest(trial)``, ``to_params(arch)``, ``from_params(params)``,
-``is_param(name)``, ``contains(arch)``, ``distributions(arch)`` and ``sample(rng)``. Two kinds:
+``is_param(name)``, ``contains(arch)``, ``distributions(arch)``, ``sample(rng)`` and ``span()`` (the values
+its architectures can take, read from the definition). Two kinds:
 
 * :class:`DesignSpaceParameters` (any :class:`~protran_tune.space.DesignSpace`, e.g. ``flexibert2``):
   the parameters of :func:`~protran_tune.space.suggest_architecture` (``n_layers``, ``l{j}_hidden``,
@@ -49,6 +50,12 @@ class Parameterization:
         raise NotImplementedError
 
     def sample(self, rng: np.random.Generator) -> Architecture:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def span(self) -> dict[str, Any]:  # pragma: no cover - interface
+        """What the space's architectures can take, from its definition: ``layers``, ``hidden_sizes``,
+        ``num_heads``, ``head_ops``, ``feed_forward_dims``, ``feed_forward_stacks`` (tuples) and ``mixed_ops``
+        (whether one layer's heads may mix ops)."""
         raise NotImplementedError
 
     def validate(self, arch: Architecture) -> Architecture:
@@ -112,6 +119,12 @@ class DesignSpaceParameters(Parameterization):
 
     def sample(self, rng: np.random.Generator) -> Architecture:
         return self.design_space.sample(rng)
+
+    def span(self) -> dict[str, Any]:
+        sp = self.design_space
+        return {"layers": sp.layers, "hidden_sizes": sp.hidden_sizes, "num_heads": sp.num_heads, "head_ops": sp.head_ops,
+                "feed_forward_dims": sp.feed_forward_dims, "feed_forward_stacks": sp.feed_forward_stacks,
+                "mixed_ops": max(sp.num_heads) > 1 and len(sp.head_ops) > 1}
 
     def conform(self, arch: Architecture, fixed: Mapping[str, Any]) -> dict[str, Any]:
         from protran_tune.samplers._base import conform_params  # walks the define-by-run structure
@@ -193,6 +206,10 @@ class NasBenchBertParameters(Parameterization):
             for key, choices in self._layer_choices().items():
                 params[f"l{j}_{key}"] = choices[int(rng.integers(len(choices)))]
         return self.from_params(params)
+
+    def span(self) -> dict[str, Any]:
+        return {"layers": self.LAYERS, "hidden_sizes": self.HIDDEN, "num_heads": self.HEADS, "head_ops": self.OPS,
+                "feed_forward_dims": self.FF, "feed_forward_stacks": self.FF_DEPTH, "mixed_ops": False}
 
     @property
     def size(self) -> int:
