@@ -72,6 +72,18 @@ def _archs(study: optuna.Study, states=(TrialState.COMPLETE,)) -> list[str]:
     return [t.user_attrs["architecture"] for t in study.get_trials(states=states)]
 
 
+def test_pareto_proposals_report_predictions_in_the_objectives_units() -> None:
+    # latency is fitted on a log scale; the proposal record gives it back in seconds
+    study = optuna.create_study(direction="minimize", sampler=ParetoSampler(SPACE, n_startup_trials=5, n_candidates=64, seed=0))
+    study.set_metric_names(["latency_s"])
+    study.optimize(lambda t: hardware_values(suggest_architecture(t, SPACE))[0], n_trials=6)
+    info = study.trials[-1].system_attrs[INFO_ATTR]
+    observed = [t.values[0] for t in study.trials[:5]]
+    assert info["phase"] == "active"
+    assert min(observed) / 10 < info["predicted_mean"]["latency_s"] < max(observed) * 10
+    assert 0 < info["predicted_std"]["latency_s"] < max(observed) * 10
+
+
 @parametrize_sampler
 def test_proposes_whole_valid_architectures_and_records_them(make) -> None:
     study = _study(make())

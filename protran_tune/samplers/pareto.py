@@ -235,8 +235,9 @@ class ParetoSampler(ArchitectureSampler):
             picks, scores = self._ehvi_batch(norm, Z[feasible], pred, p_ok, number)
         info = {"sampler": "ParetoSampler", "phase": "active", "acquisition": self._acquisition,
                 "n_candidates": len(cands), "n_train": len(archs)}
-        return [(cands[i], {**info, "score": float(s), "predicted_mean": dict(zip(names, pred[0][i].tolist())),
-                            "predicted_std": dict(zip(names, pred[1][i].tolist())),
+        mean, std = self.natural_units(names, *pred)
+        return [(cands[i], {**info, "score": float(s), "predicted_mean": dict(zip(names, mean[i].tolist())),
+                            "predicted_std": dict(zip(names, std[i].tolist())),
                             "p_feasible": float(p_ok[i])}) for i, s in zip(picks, scores)]
 
     # ----------------------------------------------------------------- models
@@ -247,6 +248,16 @@ class ParetoSampler(ArchitectureSampler):
     @staticmethod
     def uses_log(name: str) -> bool:
         return name in TARGETS and TARGETS[name].kind == "hardware"
+
+    def natural_units(self, names: Sequence[str], mean: np.ndarray, std: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(mean, std)`` of :meth:`predict` in the objectives' own units: a log-fitted objective's
+        log-normal mean and std (``exp(m + s²/2)``, ``mean · sqrt(exp(s²) - 1)``)."""
+        mean, std = np.array(mean, dtype=np.float64), np.array(std, dtype=np.float64)
+        for j, name in enumerate(names):
+            if self.uses_log(name):
+                m = np.exp(mean[:, j] + std[:, j] ** 2 / 2)
+                mean[:, j], std[:, j] = m, m * np.sqrt(np.expm1(std[:, j] ** 2))
+        return mean, std
 
     def predict(self, names: Sequence[str], archs: Sequence[Architecture], Y: np.ndarray,
                 cands: Sequence[Architecture]) -> tuple[np.ndarray, np.ndarray]:
