@@ -164,7 +164,9 @@ def run_search(cfg: SearchConfig, progress: Callable[[str], None] | None = _prog
                            **({"batch_size": cfg.batch_size} if cfg.sampler == "ours" else {}))
     study = optuna.create_study(storage=cfg.storage, study_name=cfg.name(), sampler=sampler, load_if_exists=True,
                                 directions=[get_target(o).direction for o in cfg.objectives])
-    study.set_metric_names(list(cfg.objectives))
+    from protran_tune.tracking.optuna_tracking import name_metrics
+
+    name_metrics(study, cfg.objectives)
     study.set_user_attr("search", cfg.to_dict())
     study.set_user_attr("providers", objectives.describe())
     tracker, parent = _tracker(cfg, objectives)

@@ -149,7 +149,9 @@ def run_pool_search(problem: PoolProblem, sampler: Any, budget: int, seed: int, 
     directions = [get_target(o).direction for o in problem.objectives]
     study = optuna.create_study(directions=directions, sampler=sampler, storage=storage, study_name=study_name,
                                 load_if_exists=storage is not None)
-    study.set_metric_names(list(problem.objectives))
+    from protran_tune.tracking.optuna_tracking import name_metrics
+
+    name_metrics(study, problem.objectives)
     evaluated, snapped, elapsed = _resumed(study, problem)
     done: set[int] = set(evaluated)
     hv: list[float] = [problem.hv_of(evaluated[:i + 1]) for i in range(len(evaluated))]

@@ -14,7 +14,7 @@ measuring again.
 from __future__ import annotations
 
 import warnings
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import optuna
 from optuna.storages import BaseStorage
@@ -29,15 +29,20 @@ from protran_tune.tracking.records import METRIC_NAMES, measurement_summary, obj
 ROLE_ATTR = "protran:role"
 
 
+def name_metrics(study: optuna.Study, names: Sequence[str]) -> None:
+    """``study.set_metric_names(names)`` where they differ, without Optuna's experimental-API warning."""
+    if study.metric_names != list(names):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names(list(names))
+
+
 def create_study(storage: Any, study_name: str, sampler: optuna.samplers.BaseSampler | None = None,
                  load_if_exists: bool = True, user_attrs: Mapping[str, Any] | None = None) -> optuna.Study:
     """A 3-objective minimisation study named ``[latency_s, energy_j, peak_power_w]``."""
     study = optuna.create_study(storage=storage, study_name=study_name, sampler=sampler,
                                 directions=["minimize"] * len(METRIC_NAMES), load_if_exists=load_if_exists)
-    if study.metric_names != METRIC_NAMES:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            study.set_metric_names(list(METRIC_NAMES))
+    name_metrics(study, METRIC_NAMES)
     for key, value in (user_attrs or {}).items():
         if study.user_attrs.get(key) != value:
             study.set_user_attr(key, value)
