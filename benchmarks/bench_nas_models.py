@@ -4,7 +4,7 @@ Three steps (run from the repository root)::
 
     PYTHONPATH=. python3 benchmarks/bench_nas_models.py select
     PYTHONPATH=. python3 benchmarks/bench_nas_models.py measure --platform cpu --out benchmarks/results/nas_models_cpu.jsonl \
-        --quiet-below 0.3
+        --quiet-below 0.25 --disturbed-above 0.25 --quiet-wait-s 3600 --attempts 10
     PYTHONPATH=. python3 benchmarks/bench_nas_models.py measure --platform cuda --out $OUT/nas_models_cuda.jsonl  # GPU machine
     PYTHONPATH=. python3 benchmarks/bench_nas_models.py report
 
@@ -27,10 +27,12 @@ tokens, fp32, CUDA graphs (``cuda_graph=true``), the protocol of the ``protran-n
 record per measurement, resumes from ``--out``. Each record labels its sources (``labels``; the CPU's
 energy and power are ``modelled:cpu-time``) and the machine's load (``host``: load averages before and
 after, the share of all CPUs other processes used in 1 s before and during the measurement). With
-``--quiet-below F`` (the CPU run: 0.3) each measurement waits until other processes use less than F of the
-CPUs, and one during which they used more is recorded as failed (``disturbed: ...``, measurement kept) and
-repeated (``--attempts``); a rerun measures again what is not ok. Imports only the measuring core (torch,
-numpy; no Optuna, Ray or MLflow).
+``--quiet-below F`` each measurement first waits (at most ``--quiet-wait-s``) until other processes use less
+than F of the CPUs; with ``--disturbed-above G`` one during which they used G or more is recorded as failed
+(``disturbed: ...``, measurement kept) and repeated (``--attempts``); a rerun measures again what is not ok.
+(On the shared 2-core machine, torch's two threads beside other jobs ran BERT-Tiny up to 70x slower, so the
+CPU records were taken in a quiet spell: other processes' share during them at most 2%.) Imports only the
+measuring core (torch, numpy; no Optuna, Ray or MLflow).
 
 ``report``: joins ``nas_models_cuda.jsonl`` and ``nas_models_cpu.jsonl`` (either may be absent) into
 ``benchmarks/results/nas_models.json`` and ``nas_models.png`` and prints, per baseline and platform,
@@ -48,7 +50,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
@@ -74,10 +76,18 @@ PROTOCOL: dict[str, dict[str, Any]] = {
 ROUNDS = 3
 #: targets: baseline / pick ratio at least this
 TARGETS = {"latency_s": 1.5, "energy_j": 1.5, "peak_power_w": 1.1}
+#: what the figures of a platform can and cannot show (written into the report)
+CAVEATS = {
+    "cpu": "energy and peak power are modelled:cpu-time (process CPU seconds x 10 W per core), not measured: a model "
+           "that keeps torch's threads busy draws the same modelled power, so peak power is about threads x 10 W for any "
+           "architecture and the energy ratio follows the CPU-time ratio",
+    "cuda": "energy and peak power from NVML (board power, idle included); peak power is the highest 20 ms sample",
+}
 COMMANDS = {
     "select": "PYTHONPATH=. python3 benchmarks/bench_nas_models.py select",
     "measure_cpu": "PYTHONPATH=. python3 benchmarks/bench_nas_models.py measure --platform cpu "
-                   "--out benchmarks/results/nas_models_cpu.jsonl --quiet-below 0.3",
+                   "--out benchmarks/results/nas_models_cpu.jsonl --quiet-below 0.25 --disturbed-above 0.25 "
+                   "--quiet-wait-s 3600 --attempts 10",
     "measure_cuda": "export PYTHONPATH=$PWD && python3 benchmarks/bench_nas_models.py measure --platform cuda "
                     "--out $OUT/nas_models_cuda.jsonl  (then copied to benchmarks/results/nas_models_cuda.jsonl)",
     "report": "PYTHONPATH=. python3 benchmarks/bench_nas_models.py report",
@@ -264,7 +274,7 @@ def open_platform(name: str) -> Any:
         _fail(f"measure --platform {name}: unusable on this machine: {exc}{hint}")
 
 
-def _fail(message: str) -> None:
+def _fail(message: str) -> NoReturn:
     """Print ``message`` on stderr and exit with status 2 (unusable platform, as ``protran-tune measure``)."""
     print(message, file=sys.stderr)
     raise SystemExit(2)
@@ -310,10 +320,11 @@ def wait_quiet(threshold: float | None, max_wait_s: float) -> dict[str, Any]:
     return {"others_busy_before": busy, "waited_s": round(time.time() - t0, 1), "quiet_threshold": threshold}
 
 
-def measure_one(platform: Any, item: dict[str, Any], rnd: int, workload: Any, gate: tuple[float | None, float]) -> dict[str, Any]:
+def measure_one(platform: Any, item: dict[str, Any], rnd: int, workload: Any, gate: tuple[float | None, float],
+                disturbed_above: float | None) -> dict[str, Any]:
     """Measure one architecture once (after :func:`wait_quiet`); the record carries the machine's load: load
-    averages, other processes' CPU share before and during. Disturbed (others' share during >= the gate's
-    threshold): status ``failed`` with the measurement kept, so a rerun measures it again."""
+    averages, other processes' CPU share before and during. Disturbed (others' share during >=
+    ``disturbed_above``): status ``failed`` with the measurement kept, so a rerun measures it again."""
     from protran_tune.platforms.records import measurement_record
     from protran_tune.space import Architecture
 
@@ -326,7 +337,7 @@ def measure_one(platform: Any, item: dict[str, Any], rnd: int, workload: Any, ga
                host={"loadavg_before": list(before), "loadavg_after": list(os.getloadavg()), "cpu_count": os.cpu_count(),
                      **quiet, "others_busy_during": during},
                script="benchmarks/bench_nas_models.py measure")
-    if gate[0] is not None and during is not None and during >= gate[0] and rec["status"] == "ok":
+    if disturbed_above is not None and during is not None and during >= disturbed_above and rec["status"] == "ok":
         rec.update(status="failed", error=f"disturbed: other processes used {during:.0%} of the CPUs during the measurement")
     return rec
 
@@ -375,7 +386,8 @@ def measure(args: argparse.Namespace) -> int:
             for i, (it, r) in enumerate(todo, 1):
                 for attempt in range(1, args.attempts + 1):
                     t0 = time.perf_counter()
-                    rec = finish_record(measure_one(platform, it, r, workload, (args.quiet_below, args.quiet_wait_s)), fh)
+                    rec = finish_record(measure_one(platform, it, r, workload, (args.quiet_below, args.quiet_wait_s),
+                                                   args.disturbed_above), fh)
                     print(f"[{i}/{len(todo)}] {_line(rec, time.perf_counter() - t0)}", file=sys.stderr, flush=True)
                     if rec["status"] == "ok" or not str(rec["error"]).startswith("disturbed"):
                         break
@@ -396,12 +408,14 @@ def per_arch(path: Path) -> dict[str, dict[str, Any]]:
         if rec.get("status") != "ok" or not m:
             continue
         a = out.setdefault(rec["arch_hash"], {"label": rec.get("label"), "rounds": {}, "labels": rec.get("labels", {}),
-                                              "loadavg_1min": [], "device": m["device"], "batch_size": m["batch_size"]})
+                                              "loadavg_1min": [], "others_busy_during": [], "device": m["device"],
+                                              "batch_size": m["batch_size"]})
         b = m["batch_size"]
         a["rounds"][rec.get("round", rec.get("repeat", 0))] = {
             "latency_s": m["latency_s"] / b, "energy_j": None if m["energy_j"] is None else m["energy_j"] / b,
             "peak_power_w": m["peak_power_w"], "latency_ci_rel": m["latency_ci_rel"]}
         a["loadavg_1min"].append(rec.get("host", {}).get("loadavg_before", [None])[0])
+        a["others_busy_during"].append(rec.get("host", {}).get("others_busy_during"))
     for a in out.values():
         a["median"] = {k: statistics.median(v[k] for v in a["rounds"].values()) if all(v[k] is not None for v in a["rounds"].values())
                        else None for k in HARDWARE}
@@ -416,7 +430,10 @@ def compare(base: dict[str, Any], pk: dict[str, Any]) -> dict[str, Any]:
         ratio = b / p if b is not None and p else None
         paired = [base["rounds"][r][k] / pk["rounds"][r][k] for r in base["rounds"]
                   if r in pk["rounds"] and base["rounds"][r][k] is not None and pk["rounds"][r][k]]
+        span = (lambda a: [min(v[k] for v in a["rounds"].values()), max(v[k] for v in a["rounds"].values())]
+                if b is not None and p is not None else None)
         rows[k] = {"baseline": b, "pick": p, "ratio": ratio, "ratio_range_paired": [min(paired), max(paired)] if paired else None,
+                   "baseline_range": span(base), "pick_range": span(pk),
                    "target": TARGETS[k], "met": None if ratio is None else ratio >= TARGETS[k],
                    "source": base["labels"].get(k)}
     return rows
@@ -436,6 +453,7 @@ def comparisons(selection: dict[str, Any], data: dict[str, dict[str, Any]]) -> l
                     out.append({"baseline": b, "platform": platform, "pick_setting": setting, "pick_kind": kind,
                                 "primary": setting == own and kind == "by_latency", "pick_id": m["table_id"],
                                 "pick_summary": m["summary"], "pick_glue": m["table"]["glue"], "baseline_glue": base["glue"],
+                                "baseline_glue_std": base["glue_std"], "baseline_accuracy_source": base["accuracy_source"],
                                 "rounds": [len(archs[base["arch_hash"]]["rounds"]), len(archs[m["arch_hash"]]["rounds"])],
                                 "figures": compare(archs[base["arch_hash"]], archs[m["arch_hash"]])})
     return out
@@ -444,7 +462,7 @@ def comparisons(selection: dict[str, Any], data: dict[str, dict[str, Any]]) -> l
 def print_table(rows: list[dict[str, Any]], data: dict[str, Any]) -> None:
     """The comparison table on stdout (per sequence; ms, mJ, W)."""
     scale = {"latency_s": (1e3, "ms"), "energy_j": (1e3, "mJ"), "peak_power_w": (1.0, "W")}
-    print(f"{'baseline':10} {'platform':8} {'pick':14} {'figure':13} {'baseline':>10} {'pick':>10} {'ratio':>6} "
+    print(f"{'baseline':10} {'platform':8} {'pick':22} {'figure':13} {'baseline':>10} {'pick':>10} {'ratio':>6} "
           f"{'target':>6}  met  source")
     for c in rows:
         tag = c["pick_id"] + ("" if c["primary"] else f" ({c['pick_setting']},{c['pick_kind'][3:]})")
@@ -453,16 +471,17 @@ def print_table(rows: list[dict[str, Any]], data: dict[str, Any]) -> None:
             val = (lambda v: "-" if v is None else f"{v * s:.4g}")
             ratio = "-" if f["ratio"] is None else f"{f['ratio']:.2f}"
             met = "-" if f["met"] is None else ("yes" if f["met"] else "NO")
-            print(f"{c['baseline']:10} {c['platform']:8} {tag:14} {k + ' ' + unit:13} {val(f['baseline']):>10} "
+            print(f"{c['baseline']:10} {c['platform']:8} {tag:22} {k + ' ' + unit:13} {val(f['baseline']):>10} "
                   f"{val(f['pick']):>10} {ratio:>6} {f['target']:>5}x  {met:4} {f['source']}")
-    if "cpu" in data:
-        print("cpu: energy and peak power are modelled (modelled:cpu-time: CPU time x 10 W per core), not measured")
+    for p in data:
+        print(f"{p}: {CAVEATS[p]}")
     if "cuda" not in data:
         print("cuda: no records yet (run the measure step on the GPU machine)")
 
 
-def plot(rows: list[dict[str, Any]], path: Path) -> Path:
-    """Grouped bars per figure (rows) and platform (columns): baseline vs pick, ratio above the pick."""
+def plot(rows: list[dict[str, Any]], path: Path, fronts: dict[str, str]) -> Path:
+    """Grouped bars per figure (rows) and platform (columns): baseline vs pick, ratio above the pick;
+    ``fronts``: where each platform's picks come from."""
     from protran_tune.reporting.figures import pyplot, save_figure
 
     plt = pyplot()
@@ -474,27 +493,46 @@ def plot(rows: list[dict[str, Any]], path: Path) -> Path:
         for i, (k, (ylabel, s)) in enumerate(units.items()):
             ax = axes[i][j]
             modelled = platform == "cpu" and k != "latency_s"
-            ax.set_title(f"{names[platform]}" + (" - modelled" if modelled else ""), fontsize=9)
+            ax.set_title(f"{names[platform]}" + (" - modelled" if modelled else "") + f"; picks: {fronts[platform]}", fontsize=8)
             ax.set_ylabel(ylabel)
             if not prim:
                 ax.text(0.5, 0.5, "not measured yet", ha="center", va="center", transform=ax.transAxes, color="#888888")
                 ax.set_xticks([])
+                ax.set_yticks([])
                 continue
             for x, c in enumerate(prim):
                 f = c["figures"][k]
                 for dx, side, color in ((-0.2, "baseline", "#9e9e9e"), (0.2, "pick", "#1f77b4")):
                     if f[side] is not None:
+                        lo, hi = f[f"{side}_range"]
                         ax.bar(x + dx, f[side] * s, 0.38, color=color, hatch="//" if modelled else None,
-                               label=side if x == 0 else None)
+                               yerr=[[(f[side] - lo) * s], [(hi - f[side]) * s]], capsize=3, ecolor="#333333")
                 if f["ratio"] is not None:
-                    ax.text(x + 0.2, f["pick"] * s, f"{f['ratio']:.2f}x", ha="center", va="bottom", fontsize=8,
+                    ax.text(x + 0.2, f["pick_range"][1] * s, f"{f['ratio']:.2f}x", ha="center", va="bottom", fontsize=8,
                             color="#2ca02c" if f["met"] else "#d62728")
-            ax.set_xticks(range(len(prim)), [f"{c['baseline']}\nvs {c['pick_id']}" for c in prim], fontsize=8)
-            ax.margins(y=0.15)
-            if i == 0:
-                ax.legend(fontsize=8, loc="upper left")
-    fig.suptitle("baseline / pick (target: 1.5x latency and energy, 1.1x peak power)", fontsize=10)
+            ax.set_xticks(range(len(prim)), [f"{c['baseline']} ({c['baseline_glue']:.1f}{' pred.' if c['baseline_glue_std'] else ''})\n"
+                                             f"vs {c['pick_id']} ({c['pick_glue']:.1f})"
+                                             for c in prim], fontsize=8)
+            ax.margins(y=0.18)
+    handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in ("#9e9e9e", "#1f77b4")]
+    fig.legend(handles, ["baseline", "pick"], loc="upper right", fontsize=8, ncol=2)
+    fig.suptitle("baseline / pick, median of 3 interleaved rounds (bars: min-max); label: ratio, GLUE in brackets\n"
+                 "targets: 1.5x latency and energy, 1.1x peak power; hatched: modelled", fontsize=9, x=0.02, ha="left")
     return save_figure(fig, path, dpi=110)
+
+
+def load_summary(path: Path) -> dict[str, Any]:
+    """The machine's load over a file's records: 1-min load average and other processes' CPU share during the
+    measurements (ok records), and how many records were failed or disturbed (left out)."""
+    from protran_tune.platforms.records import read_records
+
+    recs = [r for _, r in read_records(path, repair=False)]
+    ok = [r.get("host", {}) for r in recs if r.get("status") == "ok"]
+    stat = (lambda xs: None if not xs else {"median": statistics.median(xs), "max": max(xs)})
+    return {"records": len(recs), "ok": len(ok), "left_out": len(recs) - len(ok),
+            "disturbed": sum(str(r.get("error", "")).startswith("disturbed") for r in recs),
+            "loadavg_1min": stat([h["loadavg_before"][0] for h in ok if h.get("loadavg_before")]),
+            "others_busy_during": stat([h["others_busy_during"] for h in ok if h.get("others_busy_during") is not None])}
 
 
 def report(args: argparse.Namespace) -> int:
@@ -505,14 +543,20 @@ def report(args: argparse.Namespace) -> int:
     data = {p: d for p, d in data.items() if d}
     rows = comparisons(selection, data)
     print_table(rows, data)
-    png = plot(rows, RESULTS / "nas_models.png")
+    load = {p: load_summary(files[p]) for p in data}
+    for p, s in load.items():
+        busy = s["others_busy_during"]
+        print(f"{p}: {s['ok']} ok records ({s['left_out']} left out, {s['disturbed']} disturbed); other processes' CPU "
+              f"share during the measurements: " + ("-" if busy is None else f"median {busy['median']:.0%}, max {busy['max']:.0%}"))
+    fronts = {p: selection["settings"][spec["setting"]]["front_source"] for p, spec in PROTOCOL.items()}
+    png = plot(rows, RESULTS / "nas_models.png", fronts)
     out = {"description": __doc__.split("\n\n")[0], "commands": COMMANDS, "protocol": PROTOCOL, "targets": TARGETS,
            "files": {p: str(f.relative_to(REPO)) if f.is_relative_to(REPO) else str(f) for p, f in files.items()},
            "missing": [p for p in files if p not in data], "units": "per sequence: s, J; peak power W",
            "baselines": {b: {k: v for k, v in base.items() if k != "architecture"} for b, base in selection["baselines"].items()},
-           "fronts": {s: sel["front_source"] for s, sel in selection["settings"].items()},
+           "fronts": {s: {k: sel.get(k) for k in ("front_source", "rule", "note")} for s, sel in selection["settings"].items()},
            "measured": {p: {h: {k: v for k, v in a.items()} for h, a in d.items()} for p, d in data.items()},
-           "comparisons": rows, "figure": str(png.relative_to(REPO))}
+           "load": load, "caveats": {p: CAVEATS[p] for p in data}, "comparisons": rows, "figure": str(png.relative_to(REPO))}
     (RESULTS / "nas_models.json").write_text(json.dumps(out, indent=1) + "\n")
     print(f"wrote {RESULTS / 'nas_models.json'} and {png}")
     return 0
@@ -520,6 +564,7 @@ def report(args: argparse.Namespace) -> int:
 
 # --------------------------------------------------------------------------- main
 def main(argv: list[str] | None = None) -> int:
+    """Run one step (``select``, ``measure`` or ``report``); returns the exit status."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="step", required=True)
     p = sub.add_parser("select", help="fronts, baselines and picks -> the selection file")
@@ -531,7 +576,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=ROUNDS)
     p.add_argument("--quiet-below", type=float, default=None,
                    help="before each measurement wait until other processes use less than this fraction (0-1) of "
-                        "the CPUs; a measurement during which they used more is recorded as disturbed and repeated")
+                        "the CPUs (at most --quiet-wait-s)")
+    p.add_argument("--disturbed-above", type=float, default=None,
+                   help="a measurement during which other processes used at least this fraction of the CPUs is "
+                        "recorded as failed ('disturbed') and repeated (--attempts); default: kept, load recorded")
     p.add_argument("--quiet-wait-s", type=float, default=300.0, help="longest wait for quiet, seconds (then measure anyway)")
     p.add_argument("--attempts", type=int, default=3, help="measurements of one (architecture, round) while disturbed")
     p.add_argument("--dry-run", action="store_true", help="print what would be measured, in order, and stop")
