@@ -1,15 +1,15 @@
 """Active learning vs random querying, paired over many seeds, with an A/A control.
 
 For every recorded file and seed (the honest split and seed set of ``bench_replay.py``), three runs up to
-``--budget`` samples with the same surrogate: ours (active learning by ``--strategy``), random querying,
+``--budget`` samples with the same surrogate: ours (active learning by ``--acquisition``), random querying,
 and random querying again with another query stream (A/A control: same split, same seed set). Per seed
 the ratio of test MSEs (mean over latency, energy, peak power) is paired; reported per device and
 budget: the geometric mean of the per-seed ratios with a 95% bootstrap interval over seeds, and the
 share of seeds where ours is <= random. The A/A ratios show how far two identical strategies drift
 apart by chance alone on these files.
 
-    python benchmarks/bench_al_vs_random.py --seeds 20 --regressor gp \
-        --regressor-params '{"kernel": "linear+matern", "encoder": "cost"}' --strategy variance-reduction
+    python benchmarks/bench_al_vs_random.py --seeds 20 --surrogate gp \
+        --surrogate-params '{"kernel": "linear+matern", "encoder": "cost"}' --acquisition variance-reduction
 """
 
 from __future__ import annotations
@@ -99,9 +99,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--budgets", type=int, nargs="+", default=[32, 64])
     p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--n-jobs", type=int, default=2)
-    p.add_argument("--regressor", default="bdt")
-    p.add_argument("--regressor-params", type=json.loads, default={}, metavar="JSON")
-    p.add_argument("--strategy", choices=("uncertainty", "variance-reduction"), default="uncertainty")
+    p.add_argument("--surrogate", "--regressor", dest="regressor", default="bdt",
+                   help="surrogate of both arms (default bdt; --regressor is an alias)")
+    p.add_argument("--surrogate-params", "--regressor-params", dest="regressor_params", type=json.loads, default={},
+                   metavar="JSON", help="its constructor parameters as JSON (--regressor-params is an alias)")
+    p.add_argument("--acquisition", "--strategy", dest="strategy", choices=("uncertainty", "variance-reduction"),
+                   default="uncertainty", help="query rule of ours (--strategy is an alias)")
     p.add_argument("--out-prefix", default=str(RESULTS / "al_vs_random"))
     args = p.parse_args(argv)
     from joblib import Parallel, delayed

@@ -34,7 +34,7 @@ PY = "PYTHONPATH=. python3 -m protran_tune.platforms.worker --platform cuda --se
 COMMANDS = {
     "archs": "python benchmarks/bench_gpu_archs.py",
     "campaign": "PYTHONPATH=. python3 benchmarks/bench_gpu_campaign.py OUT --deadline-s 560  (commands per set in gpu_h200_campaign.json)",
-    "repeat_graph": f"{PY} --archs benchmarks/results/gpu_archs_repeat.jsonl --out gpu_h200_repeat_graph.jsonl --repeat 5 --option cuda_graph=true",
+    "repeat_graph": f"{PY} --archs benchmarks/results/gpu_archs_repeat.jsonl --out gpu_h200_repeat_graph.jsonl --repeat 5 --platform-option cuda_graph=true",
     "repeat_eager2": f"{PY} --archs benchmarks/results/gpu_archs_repeat.jsonl --out gpu_h200_repeat_eager2.jsonl --repeat 5",
     "summary": "python benchmarks/bench_gpu.py",
 }
@@ -178,10 +178,27 @@ def main() -> int:
     sys.path.insert(0, str(REPO))
     label = names(res)
     lhs, seeds_m = load(res / "gpu_h200_infer_lhs.jsonl"), load(res / "gpu_h200_infer_a100seeds.jsonl")
-    inference = ok(lhs) + ok(seeds_m)
-    if not inference:
+    if not ok(lhs) + ok(seeds_m):
         print(f"no H200 inference results under {res}", file=sys.stderr)
         return 2
+    summary = summarise(res, label, lhs, seeds_m)
+    trace_src = [r for r in ok(load(res / "gpu_h200_repeat.jsonl")) if label.get(r["arch_hash"]) == "bert-base"]
+    if trace_src:
+        plot_trace(trace_src[1], res / "gpu_h200_power_trace.png",
+                   "BERT-Base shape, inference, batch 128 x 128 tokens, NVIDIA H200 (NVML power-sample buffer)")
+        summary["plots"] = ["gpu_h200_power_trace.png"]
+    if summary["a100_crosscheck"]:
+        plot_a100(summary["a100_crosscheck"], res / "gpu_h200_vs_a100.png")
+        summary.setdefault("plots", []).append("gpu_h200_vs_a100.png")
+    (res / "gpu_h200_summary.json").write_text(json.dumps(summary, indent=1))
+    print_summary(summary)
+    print(f"wrote {res / 'gpu_h200_summary.json'}")
+    return 0
+
+
+def summarise(res: Path, label: dict[str, str], lhs: list[dict], seeds_m: list[dict]) -> dict:
+    """The summary of the campaign's result files under ``res`` (``gpu_h200_summary.json``)."""
+    inference = ok(lhs) + ok(seeds_m)
     walls = np.array([r["measurement"]["wall_time_s"] for r in inference])
     later = np.array([r["measurement"]["wall_time_s"] for r in inference if not r["measurement"]["meta"].get("first_in_process")])
     idle = np.array([r["measurement"]["idle_power_w"] for r in inference])
@@ -194,9 +211,8 @@ def main() -> int:
         "eager_second_process": repeatability(load(res / "gpu_h200_repeat_eager2.jsonl"), label),
         "cuda_graph": repeatability(load(res / "gpu_h200_repeat_graph.jsonl"), label),
     }
-    cross = a100_crosscheck(seeds_m, load(res / "gpu_archs_a100_seeds.jsonl"))
     m0 = inference[0]["measurement"]
-    summary = {
+    return {
         "device": m0["device"],
         "meter": {k: m0["meta"]["meter"].get(k) for k in ("source", "sample_interval_s", "counter_interval_s", "energy_resolution_j", "power_backend", "energy_backend", "driver", "power_limit_w")},
         "torch": m0["meta"].get("torch"),
@@ -219,20 +235,14 @@ def main() -> int:
         "auto_batch": [{"name": label.get(r["arch_hash"], r["arch_hash"]), **r["measurement"]["meta"]["auto_batch"]} for r in ok(load(res / "gpu_h200_auto.jsonl"))],
         "repeatability": rep,
         "repeatability_target_cv": 0.02,
-        "a100_crosscheck": cross,
+        "a100_crosscheck": a100_crosscheck(seeds_m, load(res / "gpu_archs_a100_seeds.jsonl")),
         "commands": COMMANDS,
         "campaign": json.loads((res / "gpu_h200_campaign.json").read_text()) if (res / "gpu_h200_campaign.json").exists() else None,
     }
-    trace_src = [r for r in ok(load(res / "gpu_h200_repeat.jsonl")) if label.get(r["arch_hash"]) == "bert-base"]
-    if trace_src:
-        plot_trace(trace_src[1], res / "gpu_h200_power_trace.png",
-                   "BERT-Base shape, inference, batch 128 x 128 tokens, NVIDIA H200 (NVML power-sample buffer)")
-        summary["plots"] = ["gpu_h200_power_trace.png"]
-    if cross:
-        plot_a100(cross, res / "gpu_h200_vs_a100.png")
-        summary.setdefault("plots", []).append("gpu_h200_vs_a100.png")
-    (res / "gpu_h200_summary.json").write_text(json.dumps(summary, indent=1))
 
+
+def print_summary(summary: dict) -> None:
+    """The summary's headline figures on stdout."""
     print(f"device {summary['device']}; {summary['counts']}")
     t = summary["measurement_time_per_arch_s"]
     print(f"time per architecture (inference): median {t['median']:.2f} s (target <= 10), p90 {t['p90']:.2f}, max {t['max']:.2f}")
@@ -240,9 +250,10 @@ def main() -> int:
     print(f"idle power: {i['with_context_median']:.1f} W with a CUDA context (range {i['with_context_min']:.1f}-{i['with_context_max']:.1f}); "
           f"before the context: {', '.join(f'{x:.1f}' for x in i['before_cuda_context'] if x)} W")
     print("repeatability (CV over 5 measurements; target <= 2%):")
-    for run, table in rep.items():
+    for run, table in summary["repeatability"].items():
         for name, r in table.items():
             print(f"  {run:22s} {name:18s} latency {r['cv_latency']:6.2%}  energy {r['cv_energy']:6.2%}  above-idle {r['cv_energy_above_idle']:6.2%}  ({r['latency_ms'][0]:.3f} ms)")
+    cross = summary["a100_crosscheck"]
     if cross:
         print(f"A100 cross-check ({cross['n']} seed models; ratio = H200 measured / A100 recorded, per sequence):")
         for q in ("latency", "energy", "energy_above_idle", "peak_power"):
@@ -250,9 +261,6 @@ def main() -> int:
             print(f"  {q:18s} Kendall tau {c['kendall_tau']:+.3f} (p={c['p_value']:.3g})  ratio median {c['ratio_h200_over_a100_median']:.4f} [{c['ratio_min']:.4f}, {c['ratio_max']:.4f}]")
     tr = summary["training_over_inference_latency"]
     print(f"training/inference latency ratio over {tr['n']} architectures: median {tr['median']:.2f} [{tr['min']:.2f}, {tr['max']:.2f}]")
-    print(f"wrote {res / 'gpu_h200_summary.json'}")
-    return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

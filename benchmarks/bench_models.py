@@ -214,7 +214,42 @@ def _plot(result: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def main(argv: list[str] | None = None) -> dict:
+def _bench_shapes(result: dict[str, Any], shapes: list[str], batches: list[int], args: argparse.Namespace) -> None:
+    """FlexiBERT against ``BertModel`` for each BERT shape and batch size, into ``result["bert_shapes"]``."""
+    for name in shapes:
+        for batch in batches:
+            try:
+                row = bench_bert_shape(name, BERT_SHAPES[name], batch, args)
+            except Exception as exc:  # record and go on: one failure must not lose the run
+                result.setdefault("errors", []).append(f"{name} B={batch}: {type(exc).__name__}: {exc}")
+                print("ERROR", result["errors"][-1], flush=True)
+                continue
+            result["bert_shapes"].append(row)
+            f = row["forward_s"]
+            print(f"{name:10s} B={batch:<4d} bert {f['bert']['median'] * 1e3:9.2f} ms  flexibert "
+                  f"{f['flexibert']['median'] * 1e3:9.2f} ms  ratio {row['ratio']:.3f}"
+                  + (f" (cpu-time ratio {row['ratio_cpu_time']:.3f})" if "ratio_cpu_time" in row else "")
+                  + f"  reps {row['repeats']}  diff {row['max_abs_diff_last_hidden']:.1e}", flush=True)
+
+
+def _bench_random(result: dict[str, Any], batches: list[int], args: argparse.Namespace) -> None:
+    """Random flexibert2 architectures at each batch size, into ``result["random"]``."""
+    archs = list(get_space("flexibert2").iter_samples(args.n_random, seed=args.seed))
+    for i, arch in enumerate(archs):
+        for batch in batches:
+            try:
+                row = bench_random(i, arch, batch, args)
+            except Exception as exc:
+                result.setdefault("errors", []).append(f"random {i} B={batch}: {type(exc).__name__}: {exc}")
+                print("ERROR", result["errors"][-1], flush=True)
+                continue
+            result["random"].append(row)
+            print(f"random {i:2d} B={batch:<4d} {row['forward_s']['median'] * 1e3:9.2f} ms  build {row['build_s']:.2f} s  "
+                  f"peak {row['peak_memory_bytes'] / 2**20:8.1f} MiB  params {row['params'] / 1e6:6.1f} M  "
+                  f"{row['encoder_gflops_per_seq'] * batch:8.1f} GFLOP  reps {row['repeats']}  {row['summary'][:60]}", flush=True)
+
+
+def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     p.add_argument("--batch-size", type=int, action="append", dest="batch_sizes",
@@ -232,7 +267,11 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--out-dir", default=str(REPO / "benchmarks" / "results"))
     p.add_argument("--tag", default=None, help="file name stem (default models_<device>)")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = _parser().parse_args(argv)
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise SystemExit("--device cuda given but CUDA is not available")
@@ -258,33 +297,8 @@ def main(argv: list[str] | None = None) -> dict:
     out_dir = Path(args.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = args.tag or f"models_{device.type}"
-    for name in shapes:
-        for batch in batches:
-            try:
-                row = bench_bert_shape(name, BERT_SHAPES[name], batch, args)
-            except Exception as exc:  # record and go on: one failure must not lose the run
-                result.setdefault("errors", []).append(f"{name} B={batch}: {type(exc).__name__}: {exc}")
-                print("ERROR", result["errors"][-1], flush=True)
-                continue
-            result["bert_shapes"].append(row)
-            f = row["forward_s"]
-            print(f"{name:10s} B={batch:<4d} bert {f['bert']['median'] * 1e3:9.2f} ms  flexibert "
-                  f"{f['flexibert']['median'] * 1e3:9.2f} ms  ratio {row['ratio']:.3f}"
-                  + (f" (cpu-time ratio {row['ratio_cpu_time']:.3f})" if "ratio_cpu_time" in row else "")
-                  + f"  reps {row['repeats']}  diff {row['max_abs_diff_last_hidden']:.1e}", flush=True)
-    archs = list(get_space("flexibert2").iter_samples(args.n_random, seed=args.seed))
-    for i, arch in enumerate(archs):
-        for batch in batches:
-            try:
-                row = bench_random(i, arch, batch, args)
-            except Exception as exc:
-                result.setdefault("errors", []).append(f"random {i} B={batch}: {type(exc).__name__}: {exc}")
-                print("ERROR", result["errors"][-1], flush=True)
-                continue
-            result["random"].append(row)
-            print(f"random {i:2d} B={batch:<4d} {row['forward_s']['median'] * 1e3:9.2f} ms  build {row['build_s']:.2f} s  "
-                  f"peak {row['peak_memory_bytes'] / 2**20:8.1f} MiB  params {row['params'] / 1e6:6.1f} M  "
-                  f"{row['encoder_gflops_per_seq'] * batch:8.1f} GFLOP  reps {row['repeats']}  {row['summary'][:60]}", flush=True)
+    _bench_shapes(result, shapes, batches, args)
+    _bench_random(result, batches, args)
     result["loadavg_end"] = os.getloadavg()
     result["elapsed_s"] = time.perf_counter() - t_start
     result["summary"] = {

@@ -1,7 +1,14 @@
 """Multi-objective NAS on recorded tables: ours against Optuna's and BoTorch's samplers (hypervolume regret).
 
-    python benchmarks/bench_nas.py --select          # ours' configurations on selection seeds 100-104 (H200 setting)
-    python benchmarks/bench_nas.py                   # every method on fresh seeds 0-9, both settings
+    python benchmarks/bench_nas.py --workers 32 --deadline-s 540      # run (or resume) every job, then report
+    python benchmarks/bench_nas.py --report-only                        # report from the recorded jobs
+
+Jobs: ours' candidate configurations (:data:`CANDIDATES`) on the selection seeds 100-104 (``h200`` setting),
+and every method -- each of ours' candidates included -- on the report seeds 0-9 of both settings. Each
+finished job is appended to ``benchmarks/results/nas_jobs.jsonl``; a rerun skips recorded jobs. The report
+takes the candidate with the lowest median regret at 50 evaluations on the selection seeds as ``ours`` and
+shows its report-seed results (the other candidates' report-seed results are listed under
+``ours_candidates``, not used to choose).
 
 Settings (pool mode, :mod:`protran_tune.search.pool`): the table is the space and a true evaluation reveals
 one row; a proposal outside the table goes to the nearest unevaluated row, the same rule for every method.
@@ -37,29 +44,28 @@ SETTINGS = {
     "cpu": ("protran-nasbench:cpu", ("glue", "latency_s")),
 }
 CHECKPOINTS = (25, 50, 100)
-#: configurations of ours compared with --select (the chosen one is OURS below)
+#: configurations of ours; the report takes the best on the selection seeds
 CANDIDATES: dict[str, dict[str, Any]] = {
-    "ehvi/gp-cost/b1": {"acquisition": "ehvi", "accuracy": "gp-cost", "batch_size": 1},
-    "ehvi/rf-layers/b1": {"acquisition": "ehvi", "accuracy": "rf-layers", "batch_size": 1},
-    "ehvi/gp-cost/b4": {"acquisition": "ehvi", "accuracy": "gp-cost", "batch_size": 4},
-    "qlognehvi/b1": {"acquisition": "qlognehvi", "accuracy": "gp-cost", "batch_size": 1},
+    "ehvi": {"acquisition": "ehvi", "accuracy": "gp-cost", "batch_size": 1},
+    "qlognehvi": {"acquisition": "qlognehvi", "accuracy": "gp-cost", "batch_size": 1},
 }
-OURS = "ehvi/gp-cost/b1"
+SELECTION_SEEDS = tuple(range(100, 105))
+JOBS = RESULTS / "nas_jobs.jsonl"
 
 
 def ours_kwargs(config: dict[str, Any], seed: int) -> dict[str, Any]:
     from protran_tune.surrogates import make_surrogate
 
-    accuracy = {"gp-cost": lambda: make_surrogate("gp", random_state=seed, kernel="linear+matern", encoder="cost"),
+    accuracy = {"gp-cost": lambda: make_surrogate("gp", random_state=seed, kernel="linear+matern", encoder="cost", warm_start=True),
                 "rf-layers": lambda: make_surrogate("rf", random_state=seed, encoder="layers")}[config["accuracy"]]()
-    hardware = make_surrogate("gp", random_state=seed, kernel="linear+matern", encoder="cost")
+    hardware = make_surrogate("gp", random_state=seed, kernel="linear+matern", encoder="cost", warm_start=True)
     return {"acquisition": config["acquisition"], "batch_size": config["batch_size"],
             "surrogates": {"accuracy": accuracy, "hardware": hardware}}
 
 
-def run_job(job: tuple[str, str, int, int, str]) -> dict[str, Any]:
-    """One (setting, method, seed): the regret after each true evaluation."""
-    setting, method, seed, budget, config = job
+def run_job(job: tuple[str, str, int, int, str, float | None]) -> dict[str, Any]:
+    """One (setting, method, seed): the regret after each true evaluation (fewer if the time limit struck)."""
+    setting, method, seed, budget, config, limit = job
     import warnings
 
     import torch
@@ -78,30 +84,37 @@ def run_job(job: tuple[str, str, int, int, str]) -> dict[str, Any]:
                            normaliser=problem.normaliser, **extra)
     t0 = time.perf_counter()
     try:
-        run = run_pool_search(problem, sampler, budget, seed, method)
+        run = run_pool_search(problem, sampler, budget, seed, method, time_limit_s=limit)
     except Exception as exc:  # noqa: BLE001 - a failing method is reported, not hidden
         return {"setting": setting, "method": method, "config": config, "seed": seed, "error": f"{type(exc).__name__}: {exc}"}
     return {"setting": setting, "method": method, "config": config, "seed": seed, "seconds": time.perf_counter() - t0,
             "regret": [problem.true_hv - h for h in run.hv], "rows": [table.ids[r] for r in run.rows], "snapped": run.snapped,
-            "true_hypervolume": problem.true_hv}
+            "true_hypervolume": problem.true_hv, "truncated": len(run.rows) < budget, "time_limit_s": limit}
 
 
-def run_all(jobs: list[tuple[str, str, int, int, str]], workers: int) -> list[dict[str, Any]]:
-    if workers <= 1:
-        out = []
-        for j in jobs:
-            out.append(run_job(j))
-            _say(out[-1])
-        return out
+def run_all(jobs: list[tuple[str, str, int, int, str, float | None]], workers: int, deadline: float, sink: Path) -> int:
+    """Run ``jobs`` in ``workers`` processes until done or ``deadline`` (time.time()); append each result to
+    ``sink``. Returns the number finished."""
     import multiprocessing as mp
 
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
-    with mp.get_context("spawn").Pool(workers, maxtasksperchild=4) as pool:
-        out = []
-        for r in pool.imap_unordered(run_job, jobs):
-            out.append(r)
-            _say(r)
-    return out
+    os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = "1"
+    done = 0
+    with mp.get_context("spawn").Pool(max(1, workers), maxtasksperchild=1) as pool, sink.open("a") as fh:
+        pending = [pool.apply_async(run_job, (j,)) for j in jobs]
+        while pending and time.time() < deadline:
+            ready = [p for p in pending if p.ready()]
+            for p in ready:
+                r = p.get()
+                fh.write(json.dumps(r) + "\n")
+                fh.flush()
+                _say(r)
+                done += 1
+            pending = [p for p in pending if not p.ready()]
+            time.sleep(0.5)
+        if pending:
+            print(f"deadline: {len(pending)} job(s) unfinished", file=sys.stderr, flush=True)
+            pool.terminate()
+    return done
 
 
 def _say(r: dict[str, Any]) -> None:
@@ -120,7 +133,8 @@ def summarise(runs: list[dict[str, Any]], budget: int) -> dict[str, Any]:
     methods = sorted({r["method"] for r in runs if "error" not in r})
     for m in methods:
         rs = [r for r in runs if r["method"] == m and "error" not in r]
-        R = np.array([r["regret"] for r in rs])
+        n = min(min(len(r["regret"]) for r in rs), budget)  # time-limited runs: the evaluations all reached
+        R = np.array([r["regret"][:n] for r in rs])
         entry = out.setdefault(m, {})
         entry["hv_regret"] = {}
         for n in (*CHECKPOINTS, budget):
@@ -137,7 +151,7 @@ def summarise(runs: list[dict[str, Any]], budget: int) -> dict[str, Any]:
 
 
 def targets(methods: dict[str, Any]) -> dict[str, Any]:
-    reg = lambda m, n: methods[m]["hv_regret"][str(n)]  # noqa: E731
+    reg = lambda m, n: methods[m]["hv_regret"][str(n) if str(n) in methods[m]["hv_regret"] else max(methods[m]["hv_regret"], key=int)]  # noqa: E731
     have = set(methods)
     out: dict[str, Any] = {}
     if {"ours", "random"} <= have:
@@ -177,58 +191,108 @@ def plot(setting: str, summary: dict[str, Any], path: Path, title: str) -> Path:
     return save_figure(fig, path)
 
 
-def main() -> int:
+def all_jobs(seeds: int, budget: int, methods: list[str], settings: list[str], report_configs: list[str],
+             limit: float | None) -> list[tuple[str, str, int, int, str, float | None]]:
+    """Selection runs of every candidate of ours (time-limited), then every method on the report seeds."""
+    jobs: list[tuple[str, str, int, int, str, float | None]] = [
+        ("h200", "ours", s, budget, c, limit) for c in CANDIDATES for s in SELECTION_SEEDS]
+    for st in settings:
+        for m in methods:
+            for c in (report_configs if m == "ours" else ["-"]):
+                jobs += [(st, m, s, budget, c, None) for s in range(seeds)]
+    cost = {"ours": 0, "qlognehvi": 0, "gp": 1}
+    return sorted(jobs, key=lambda j: (cost.get(j[1], 2), j[0] != "h200"))  # slowest first
+
+
+def recorded(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+
+
+def choose(runs: list[dict[str, Any]], budget: int) -> tuple[str, dict[str, Any]]:
+    """The candidate with the lowest median regret at 50 on the selection seeds, and the selection table
+    (a candidate whose selection runs did not complete the budget within the time limit cannot be chosen)."""
+    at = min(50, budget)
+    sel: dict[str, Any] = {}
+    for c in CANDIDATES:
+        rs = [dict(r, method=c) for r in runs if r["setting"] == "h200" and r["method"] == "ours" and r["config"] == c
+              and r["seed"] in SELECTION_SEEDS and "error" not in r]
+        reached = [r for r in rs if len(r["regret"]) >= at]
+        sel[c] = {"runs": len(rs), "reached": len(reached), "evaluations": [len(r["regret"]) for r in rs],
+                  "seconds": [round(r["seconds"]) for r in rs],
+                  "regret_at": summarise(reached, at)[c]["hv_regret"] if reached else None}
+    ok = [c for c in sel if sel[c]["runs"] == len(SELECTION_SEEDS) and min(sel[c]["evaluations"]) >= budget]
+    if not ok:
+        raise SystemExit("no candidate of ours completed its selection runs: run the jobs first")
+    best = min(ok, key=lambda c: sel[c]["regret_at"][str(at)]["median"])
+    return best, sel
+
+
+def report(runs: list[dict[str, Any]], seeds: int, budget: int, settings: list[str], out: Path) -> dict[str, Any]:
     from protran_tune.datasets import load_dataset
-    from protran_tune.search.methods import METHODS, method_settings
+    from protran_tune.search.methods import method_settings
     from protran_tune.search.pool import pool_problem
 
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--select", action="store_true", help="compare ours' configurations on selection seeds 100-104 (h200)")
-    p.add_argument("--seeds", type=int, default=10)
-    p.add_argument("--budget", type=int, default=100)
-    p.add_argument("--methods", default=",".join(METHODS))
-    p.add_argument("--settings", default=",".join(SETTINGS))
-    p.add_argument("--workers", type=int, default=os.cpu_count() or 1)
-    p.add_argument("--out", default=str(RESULTS / "nas_benchmark.json"))
-    args = p.parse_args()
-    t0 = time.time()
-    if args.select:
-        jobs = [("h200", "ours", s, args.budget, c) for c in CANDIDATES for s in range(100, 105)]
-        runs = run_all(jobs, args.workers)
-        table = {c: summarise([dict(r, method=c) for r in runs if r["config"] == c], args.budget)[c]["hv_regret"] for c in CANDIDATES}
-        out = Path(args.out).with_name("nas_benchmark_selection.json")
-        out.write_text(json.dumps({"seeds": [100, 104], "setting": "h200", "budget": args.budget, "regret": table,
-                                   "command": "python benchmarks/bench_nas.py --select"}, indent=1))
-        print(json.dumps(table, indent=1))
-        return 0
-    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    settings = [s.strip() for s in args.settings.split(",") if s.strip()]
-    jobs = [(st, m, s, args.budget, OURS) for st in settings for m in methods for s in range(args.seeds)]
-    jobs.sort(key=lambda j: j[1] not in ("qlognehvi", "gp", "ours"))  # slowest first
-    runs = run_all(jobs, args.workers)
+    chosen, selection = choose(runs, budget)
     result: dict[str, Any] = {}
     for st in settings:
         name, objectives = SETTINGS[st]
         problem = pool_problem(load_dataset(name), objectives)
-        summary = summarise([r for r in runs if r["setting"] == st], args.budget)
+        mine = [r for r in runs if r["setting"] == st and r["seed"] < seeds]
+        main_runs = [r for r in mine if r["method"] != "ours" or r["config"] == chosen]
+        summary = summarise(main_runs, budget)
+        candidates = {c: summarise([dict(r, method=c) for r in mine if r["method"] == "ours" and r["config"] == c], budget).get(c, {}).get("hv_regret")
+                      for c in CANDIDATES}
         block = {"reference_point": problem.normaliser.to_dict(), "objectives": list(objectives), "methods": summary,
-                 "table": name, "problem": problem.describe(), "targets": targets(summary),
+                 "table": name, "problem": problem.describe(), "targets": targets(summary), "ours_candidates": candidates,
                  "figure": str(plot(st, summary, RESULTS / f"nas_benchmark_{st}.png",
-                                    f"{name}: {', '.join(objectives)} ({args.seeds} seeds, median and IQR)").relative_to(REPO))}
+                                    f"{name}: {', '.join(objectives)} ({seeds} seeds, median and IQR)").relative_to(REPO))}
         if st == settings[0]:
             result.update(block)
             result["setting"] = st
         else:
             result.setdefault("settings", {})[st] = block
     result.update({
-        "command": "python benchmarks/bench_nas.py" + (f" --seeds {args.seeds}" if args.seeds != 10 else ""),
-        "seeds": list(range(args.seeds)), "budget": args.budget, "method_settings": method_settings(),
-        "ours": {"configuration": OURS, **CANDIDATES[OURS],
-                 "selected_by": "python benchmarks/bench_nas.py --select (seeds 100-104, h200 setting)"},
-        "wall_seconds": time.time() - t0, "workers": args.workers,
+        "command": "python benchmarks/bench_nas.py --workers 32 --deadline-s 540 (on 32 cores; then --report-only)",
+        "seeds": list(range(seeds)), "budget": budget, "method_settings": method_settings(),
+        "ours": {"configuration": chosen, **CANDIDATES[chosen], "selection_seeds": list(SELECTION_SEEDS),
+                 "selection_regret": selection,
+                 "rule": "lowest median regret at 50 evaluations on the selection seeds (h200), among the candidates whose "
+                         "selection runs complete the budget within the time limit"},
     })
-    Path(args.out).write_text(json.dumps(result, indent=1))
-    print(json.dumps({st: (result if st == settings[0] else result["settings"][st])["targets"] for st in settings}, indent=1))
+    out.write_text(json.dumps(result, indent=1))
+    return result
+
+
+def main() -> int:
+    from protran_tune.search.methods import METHODS
+
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--seeds", type=int, default=10)
+    p.add_argument("--budget", type=int, default=100)
+    p.add_argument("--methods", default=",".join(METHODS))
+    p.add_argument("--settings", default=",".join(SETTINGS))
+    p.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    p.add_argument("--deadline-s", type=float, default=1e9, help="stop starting and collecting jobs after this long")
+    p.add_argument("--jobs", default=str(JOBS), help="recorded jobs (JSON lines; appended, resumed)")
+    p.add_argument("--report-only", action="store_true")
+    p.add_argument("--report-configs", default="ehvi", help="candidates of ours run on the report seeds (default ehvi)")
+    p.add_argument("--selection-time-limit-s", type=float, default=480.0,
+                   help="time limit of each selection run (a candidate too slow for it cannot be chosen)")
+    p.add_argument("--out", default=str(RESULTS / "nas_benchmark.json"))
+    args = p.parse_args()
+    t0 = time.time()
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    settings = [s.strip() for s in args.settings.split(",") if s.strip()]
+    sink = Path(args.jobs)
+    if not args.report_only:
+        have = {(r["setting"], r["method"], r["seed"], r["config"]) for r in recorded(sink) if "error" not in r}
+        jobs = all_jobs(args.seeds, args.budget, methods, settings, args.report_configs.split(","), args.selection_time_limit_s)
+        todo = [j for j in jobs if (j[0], j[1], j[2], j[4]) not in have]
+        print(f"{len(todo)} job(s) to run, {len(have)} recorded", file=sys.stderr, flush=True)
+        run_all(todo, args.workers, t0 + args.deadline_s, sink)
+    result = report(recorded(sink), args.seeds, args.budget, settings, Path(args.out))
+    print(json.dumps({"ours": result["ours"]["configuration"], "targets": result["targets"],
+                      **{st: b["targets"] for st, b in result.get("settings", {}).items()}}, indent=1))
     return 0
 
 

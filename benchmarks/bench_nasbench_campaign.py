@@ -63,7 +63,7 @@ def worker_command(platform: str, archs: Path, out: Path, args: argparse.Namespa
     cmd = [sys.executable, "-m", "protran_tune.platforms.worker", "--platform", platform, "--archs", str(archs.relative_to(REPO)),
            "--out", str(out.relative_to(REPO)), "--seq-len", "128", "--batch-size", str(args.batch_size), *extra]
     if platform == "cuda":
-        cmd += ["--option", "cuda_graph=true"]
+        cmd += ["--platform-option", "cuda_graph=true"]
     return cmd
 
 

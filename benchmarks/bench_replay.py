@@ -4,9 +4,9 @@ For every dataset and seed (honest split: a random 20% test set drawn before any
 file's recorded LHS records outside the test set), three arms, all querying ``--batch-size`` records
 per step:
 
-* ``al-bdt``      — ours: BDT ensemble on global features (``--regressor``/``--regressor-params`` choose
+* ``al-bdt``      — ours: BDT ensemble on global features (``--surrogate``/``--surrogate-params`` choose
                     another surrogate for ours and random; the arms are then named after it),
-                    query = highest normalised std (whole pool; ``--strategy variance-reduction``:
+                    query = highest normalised std (whole pool; ``--acquisition variance-reduction``:
                     largest integrated variance reduction, GP surrogates),
                     run to the whole pool (samples to convergence);
 * ``random-bdt``  — the same regressor with random queries (baseline a);
@@ -42,12 +42,12 @@ from typing import Any
 
 import numpy as np
 
-from protran_tune.objectives.targets import HARDWARE_TARGETS
-
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+from protran_tune.objectives.targets import HARDWARE_TARGETS as MEASURES  # noqa: E402  latency_s, energy_j, peak_power_w
+
 DEFAULT_DATA = REPO / "protran_tune" / "datasets" / "files" / "protran"
 RESULTS = REPO / "benchmarks" / "results"
-MEASURES = HARDWARE_TARGETS  # latency_s, energy_j, peak_power_w
 PAPER_TABLE2 = {  # samples to convergence, paper Table II (its Raspberry Pi and NCS cells are blank)
     "gpu_a100": 55, "cpu_m1-pro": 78, "gpu_m1-pro": 138, "cpu_jetson-nano": 164, "gpu_jetson-nano": 22,
 }
@@ -57,7 +57,7 @@ CONVERGENCE_METRICS = {
     "original_code": {"threshold": 0.005, "normaliser": "recorded", "patience": 10},
 }
 DEFAULT_SELECTION_SEEDS = "0-4"  # the seeds on which the configurations were chosen
-AL_ARM, RANDOM_ARM = "al-bdt", "random-bdt"  # ours and baseline (a); renamed by --regressor
+AL_ARM, RANDOM_ARM = "al-bdt", "random-bdt"  # ours and baseline (a); renamed by --surrogate
 ARMS = {
     AL_ARM: dict(regressor="bdt", strategy="uncertainty", candidates=None, full=True),
     RANDOM_ARM: dict(regressor="bdt", strategy="random", candidates=None, full=False),
@@ -101,7 +101,7 @@ def run_task(task: dict[str, Any]) -> dict[str, Any]:
         r = run_replay(ds, cfg)
     except Exception as err:  # name the run: one failure aborts the whole benchmark
         raise RuntimeError(f"replay run {task['device']} / {task['arm']} / seed {task['seed']} failed: {err!r}") from err
-    keep = task["device"] == "gpu_a100" and task["seed"] == 0
+    keep = task.get("keep_predictions", task["device"] == "gpu_a100" and task["seed"] == 0)
     return {
         "device": task["device"], "arm": task["arm"], "seed": task["seed"], "config": r["config"],
         "curve": [{k: p[k] for k in ("n_samples", "test_mse", "kendall_tau", "within_10pct", "coverage_1std", "coverage_2std")} for p in r["curve"]],
@@ -234,81 +234,12 @@ def speed(data_dir: Path) -> dict[str, Any]:
 
 
 def summarise(results: list[dict[str, Any]], budgets: list[int]) -> dict[str, Any]:
+    """Per-device medians and ratios, headline figures per budget and uncertainty coverage of ``results``."""
     devices = sorted({r["device"] for r in results})
     summary: dict[str, Any] = {"per_device": {}, "budgets": budgets}
     for dev in devices:
-        rs = [r for r in results if r["device"] == dev]
-        pool = rs[0]["dataset"]["n_pool"]
-        bs = sorted({min(b, pool) for b in budgets})
-        dev_out: dict[str, Any] = {"n_records": rs[0]["dataset"]["n_records"], "n_test": rs[0]["dataset"]["n_test"],
-                                   "n_pool": pool, "budgets": bs, "median_test_mse": {}}
-        for arm in sorted({r["arm"] for r in rs}):
-            ar = [r for r in rs if r["arm"] == arm]
-            per_b = {}
-            for b in bs:
-                pts = [point_at(r, b) for r in ar]
-                pts = [p for p in pts if p is not None]
-                if pts:
-                    per_b[str(b)] = {m: float(np.median([p["test_mse"][m] for p in pts])) for m in MEASURES}
-                    per_b[str(b)]["mean_over_measures"] = float(np.mean([per_b[str(b)][m] for m in MEASURES]))
-            dev_out["median_test_mse"][arm] = per_b
-        med = dev_out["median_test_mse"]
-        dev_out["ratio_al_over_random"] = {}
-        dev_out["ratio_al_over_original"] = {}
-        for b in bs:
-            key = str(b)
-            if key in med.get(AL_ARM, {}) and key in med.get(RANDOM_ARM, {}):
-                dev_out["ratio_al_over_random"][key] = {
-                    m: med[AL_ARM][key][m] / med[RANDOM_ARM][key][m] for m in (*MEASURES, "mean_over_measures")
-                }
-            if key in med.get(AA_ARM, {}) and key in med.get(RANDOM_ARM, {}):
-                dev_out.setdefault("ratio_aa_random_again_over_random", {})[key] = {
-                    m: med[AA_ARM][key][m] / med[RANDOM_ARM][key][m] for m in (*MEASURES, "mean_over_measures")
-                }
-            if key in med.get(AL_ARM, {}) and key in med.get("original", {}):
-                rat = {m: med[AL_ARM][key][m] / med["original"][key][m] for m in (*MEASURES, "mean_over_measures")}
-                dev_out["ratio_al_over_original"][key] = rat
-        # convergence (al-bdt runs to the whole pool)
-        al = [r for r in rs if r["arm"] == AL_ARM]
-        dev_out["samples_to_convergence_median"] = {m: median_or_none([r["samples_to_convergence"][m] for r in al]) for m in MEASURES}
-        dev_out["samples_to_convergence_all_measures_median"] = median_or_none(
-            [max((np.inf if r["samples_to_convergence"][m] is None else r["samples_to_convergence"][m]) for m in MEASURES) for r in al]
-        )
-        dev_out["converged_seeds"] = {m: sum(r["samples_to_convergence"][m] is not None for r in al) for m in MEASURES}
-        dev_out["floor_median"] = {m: float(np.median([r["floor"][m]["test_mse"] for r in al])) for m in MEASURES}
-        dev_out["floor_at_samples_median"] = {m: float(np.median([r["floor"][m]["n_samples"] for r in al])) for m in MEASURES}
-        dev_out["paper_table2_samples"] = PAPER_TABLE2.get(dev)
-        dev_out["table2"] = table2(al)
-        dev_out["coverage_al_bdt_final_median"] = {
-            s: {m: median_or_none([r["coverage"][s][m] for r in al]) for m in MEASURES} for s in ("1std", "2std")
-        }
-        dev_out["no_test_record_queried"] = all(r["no_test_queried"] for r in rs)
-        summary["per_device"][dev] = dev_out
-    # headline figures at each budget index (16, 32, 64 or the whole pool)
-    headline = {}
-    for b in budgets:
-        al_vs_rand, al_vs_orig, le, aa = [], [], {}, {}
-        for dev, d in summary["per_device"].items():
-            key = str(min(b, d["n_pool"]))
-            rr = d["ratio_al_over_random"].get(key)
-            ro = d["ratio_al_over_original"].get(key)
-            if rr:
-                le[dev] = rr["mean_over_measures"] <= 1.0
-                al_vs_rand += [rr[m] for m in MEASURES]
-            if ro:
-                al_vs_orig += [ro[m] for m in MEASURES]
-            ra = d.get("ratio_aa_random_again_over_random", {}).get(key)
-            if ra:
-                aa[dev] = ra["mean_over_measures"]
-        headline[str(b)] = {
-            "al_le_random_per_device (mean MSE over measures)": le,
-            "al_le_random_all_devices": all(le.values()) if le else None,
-            "median_ratio_al_over_random (devices x measures)": float(np.median(al_vs_rand)) if al_vs_rand else None,
-            "median_ratio_ours_over_original (devices x measures)": float(np.median(al_vs_orig)) if al_vs_orig else None,
-        }
-        if aa:
-            headline[str(b)]["aa_random_again_over_random_per_device (mean MSE over measures)"] = aa
-    summary["headline"] = headline
+        summary["per_device"][dev] = device_summary(dev, [r for r in results if r["device"] == dev], budgets)
+    summary["headline"] = headline(summary["per_device"], budgets)
     # coverage over all al-bdt runs (final point)
     cov = {s: {m: [] for m in MEASURES} for s in ("1std", "2std")}
     for r in results:
@@ -323,6 +254,90 @@ def summarise(results: list[dict[str, Any]], budgets: list[int]) -> dict[str, An
         for arm in sorted({r["arm"] for r in a100})
     }
     return summary
+
+
+def median_mse(rs: list[dict[str, Any]], bs: list[int]) -> dict[str, Any]:
+    """``{arm: {budget: {measure: median test MSE over seeds, "mean_over_measures": ...}}}`` of one device."""
+    out: dict[str, Any] = {}
+    for arm in sorted({r["arm"] for r in rs}):
+        ar = [r for r in rs if r["arm"] == arm]
+        per_b = {}
+        for b in bs:
+            pts = [point_at(r, b) for r in ar]
+            pts = [p for p in pts if p is not None]
+            if pts:
+                per_b[str(b)] = {m: float(np.median([p["test_mse"][m] for p in pts])) for m in MEASURES}
+                per_b[str(b)]["mean_over_measures"] = float(np.mean([per_b[str(b)][m] for m in MEASURES]))
+        out[arm] = per_b
+    return out
+
+
+def device_summary(dev: str, rs: list[dict[str, Any]], budgets: list[int]) -> dict[str, Any]:
+    """Medians over seeds, ratios between arms, convergence, floor and coverage of one device's runs."""
+    pool = rs[0]["dataset"]["n_pool"]
+    bs = sorted({min(b, pool) for b in budgets})
+    dev_out: dict[str, Any] = {"n_records": rs[0]["dataset"]["n_records"], "n_test": rs[0]["dataset"]["n_test"],
+                               "n_pool": pool, "budgets": bs, "median_test_mse": median_mse(rs, bs)}
+    med = dev_out["median_test_mse"]
+    dev_out["ratio_al_over_random"] = {}
+    dev_out["ratio_al_over_original"] = {}
+    for b in bs:
+        key = str(b)
+        if key in med.get(AL_ARM, {}) and key in med.get(RANDOM_ARM, {}):
+            dev_out["ratio_al_over_random"][key] = {
+                m: med[AL_ARM][key][m] / med[RANDOM_ARM][key][m] for m in (*MEASURES, "mean_over_measures")
+            }
+        if key in med.get(AA_ARM, {}) and key in med.get(RANDOM_ARM, {}):
+            dev_out.setdefault("ratio_aa_random_again_over_random", {})[key] = {
+                m: med[AA_ARM][key][m] / med[RANDOM_ARM][key][m] for m in (*MEASURES, "mean_over_measures")
+            }
+        if key in med.get(AL_ARM, {}) and key in med.get("original", {}):
+            rat = {m: med[AL_ARM][key][m] / med["original"][key][m] for m in (*MEASURES, "mean_over_measures")}
+            dev_out["ratio_al_over_original"][key] = rat
+    # convergence (al-bdt runs to the whole pool)
+    al = [r for r in rs if r["arm"] == AL_ARM]
+    dev_out["samples_to_convergence_median"] = {m: median_or_none([r["samples_to_convergence"][m] for r in al]) for m in MEASURES}
+    dev_out["samples_to_convergence_all_measures_median"] = median_or_none(
+        [max((np.inf if r["samples_to_convergence"][m] is None else r["samples_to_convergence"][m]) for m in MEASURES) for r in al]
+    )
+    dev_out["converged_seeds"] = {m: sum(r["samples_to_convergence"][m] is not None for r in al) for m in MEASURES}
+    dev_out["floor_median"] = {m: float(np.median([r["floor"][m]["test_mse"] for r in al])) for m in MEASURES}
+    dev_out["floor_at_samples_median"] = {m: float(np.median([r["floor"][m]["n_samples"] for r in al])) for m in MEASURES}
+    dev_out["paper_table2_samples"] = PAPER_TABLE2.get(dev)
+    dev_out["table2"] = table2(al)
+    dev_out["coverage_al_bdt_final_median"] = {
+        s: {m: median_or_none([r["coverage"][s][m] for r in al]) for m in MEASURES} for s in ("1std", "2std")
+    }
+    dev_out["no_test_record_queried"] = all(r["no_test_queried"] for r in rs)
+    return dev_out
+
+
+def headline(per_device: dict[str, Any], budgets: list[int]) -> dict[str, Any]:
+    """Headline figures at each budget (16, 32, 64 or the whole pool), over devices and measures."""
+    out = {}
+    for b in budgets:
+        al_vs_rand, al_vs_orig, le, aa = [], [], {}, {}
+        for dev, d in per_device.items():
+            key = str(min(b, d["n_pool"]))
+            rr = d["ratio_al_over_random"].get(key)
+            ro = d["ratio_al_over_original"].get(key)
+            if rr:
+                le[dev] = rr["mean_over_measures"] <= 1.0
+                al_vs_rand += [rr[m] for m in MEASURES]
+            if ro:
+                al_vs_orig += [ro[m] for m in MEASURES]
+            ra = d.get("ratio_aa_random_again_over_random", {}).get(key)
+            if ra:
+                aa[dev] = ra["mean_over_measures"]
+        out[str(b)] = {
+            "al_le_random_per_device (mean MSE over measures)": le,
+            "al_le_random_all_devices": all(le.values()) if le else None,
+            "median_ratio_al_over_random (devices x measures)": float(np.median(al_vs_rand)) if al_vs_rand else None,
+            "median_ratio_ours_over_original (devices x measures)": float(np.median(al_vs_orig)) if al_vs_orig else None,
+        }
+        if aa:
+            out[str(b)]["aa_random_again_over_random_per_device (mean MSE over measures)"] = aa
+    return out
 
 
 def seed_label(seeds: list[int]) -> str:
@@ -487,6 +502,7 @@ def build_tasks(files: list[Path], seeds: list[int], args: argparse.Namespace) -
                     "budget": len(ds) if spec["full"] else budget, "batch_size": args.batch_size,
                     "query_seed": s + spec["query_seed_offset"] if "query_seed_offset" in spec else None,
                     "cost": COST.get(spec["regressor"], 5) * (4 if spec["full"] else 1) * len(ds) ** 0.5,
+                    "keep_predictions": ds.device == "gpu_a100" and arm == AL_ARM and s == min(seeds),  # Fig. 7
                 })
     return sorted(tasks, key=lambda t: -t["cost"])
 
@@ -510,7 +526,7 @@ def write_figures(results: list[dict[str, Any]], prefix: Path, budget: int, stra
         figures["fig6"] = str(plot_learning_curves(clip(by_arm), f"{prefix}_fig6_a100.png",
                                                    title="A100: test MSE vs samples (median, IQR over seeds; honest 20% split)"))
         al0 = min((r for r in a100 if r["arm"] == AL_ARM), key=lambda r: r["seed"])
-        figures["fig7"] = str(plot_predicted_vs_real(al0, f"{prefix}_fig7_a100.png",
+        figures["fig7"] = str(plot_predicted_vs_real(al0["final_predictions"], f"{prefix}_fig7_a100.png",
                                                      title=f"A100, {AL_ARM[3:]} after {al0['curve'][-1]['n_samples']} samples, held-out test set"))
     per_dev: dict[str, dict[str, list[dict[str, Any]]]] = {}
     for r in results:
@@ -552,11 +568,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--n-jobs", type=int, default=2)
     p.add_argument("--quick", action="store_true", help="seeds 0-1, small datasets only, no Fig. 6 extras, no speed")
     p.add_argument("--out-prefix", default=str(RESULTS / "replay"))
-    p.add_argument("--regressor", default="bdt", help="surrogate of ours and of the random baseline (default bdt)")
-    p.add_argument("--regressor-params", type=json.loads, default={}, metavar="JSON",
-                   help='its constructor parameters as JSON, e.g. \'{"members": [["bdt", {}], ["gp", {}]]}\'')
-    p.add_argument("--strategy", choices=("uncertainty", "variance-reduction"), default="uncertainty",
-                   help="query rule of ours (variance-reduction: GP surrogates)")
+    p.add_argument("--surrogate", "--regressor", dest="regressor", default="bdt",
+                   help="surrogate of ours and of the random baseline (default bdt; --regressor is an alias)")
+    p.add_argument("--surrogate-params", "--regressor-params", dest="regressor_params", type=json.loads, default={},
+                   metavar="JSON", help='its constructor parameters as JSON, e.g. \'{"members": [["bdt", {}], ["gp", {}]]}\' '
+                                        "(--regressor-params is an alias)")
+    p.add_argument("--acquisition", "--strategy", dest="strategy", choices=("uncertainty", "variance-reduction"),
+                   default="uncertainty",
+                   help="query rule of ours (variance-reduction: GP surrogates; --strategy is an alias)")
     p.add_argument("--aa", action="store_true",
                    help="A/A control: the random arm again with another query stream (the seed noise of the ratios)")
     p.add_argument("--markdown-only", type=Path, default=None, metavar="JSON",

@@ -26,9 +26,59 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 RESULTS = Path(__file__).resolve().parent / "results"
 TARGET_S = 0.5
+
+
+def measure_both(platform: Any, arch: Any, workload: Any, study: Any, recorder: Any, tracker: Any, parent: str,
+                 space: str) -> dict[str, Any]:
+    """One architecture measured untracked, then tracked as ``profile`` does; the seconds of each part."""
+    from protran_tune.space.search_space import architecture_to_params, suggest_architecture
+
+    t = time.perf_counter()
+    platform.measure(arch, workload)
+    untracked = time.perf_counter() - t
+
+    t0 = time.perf_counter()
+    study.enqueue_trial(architecture_to_params(arch))
+    trial = study.ask()
+    suggest_architecture(trial, space)
+    t1 = time.perf_counter()
+    m = platform.measure(arch, workload)
+    t2 = time.perf_counter()
+    frozen = recorder.complete(trial.number, arch, m, "cpu")
+    t3 = time.perf_counter()
+    tracker.log_trial(study="bench", parent_run_id=parent, trial_number=frozen.number, arch=arch, measurement=m,
+                      platform="cpu", workload=workload.to_dict())
+    t4 = time.perf_counter()
+    return {"arch_hash": arch.content_hash(), "untracked_s": untracked, "tracked_s": t4 - t0,
+            "measure_in_tracked_s": t2 - t1, "optuna_s": (t1 - t0) + (t3 - t2), "mlflow_s": t4 - t3,
+            "tracking_s": (t1 - t0) + (t4 - t2)}
+
+
+def plot(rows: list[dict[str, Any]], med: dict[str, float], path: Path) -> None:
+    """Tracking time per trial (Optuna and MLflow stacked) and wall time per trial, tracked and not."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.6), dpi=100)
+    x = range(len(rows))
+    a.bar(x, [r["optuna_s"] for r in rows], label="Optuna")
+    a.bar(x, [r["mlflow_s"] for r in rows], bottom=[r["optuna_s"] for r in rows], label="MLflow")
+    a.axhline(TARGET_S, c="r", lw=0.8, label=f"target {TARGET_S} s")
+    a.set_xlabel("trial")
+    a.set_ylabel("tracking time per trial (s)")
+    a.set_title(f"median {med['tracking_s']:.3f} s per trial")
+    a.legend(fontsize=7)
+    b.boxplot([[r["untracked_s"] for r in rows], [r["tracked_s"] for r in rows]], tick_labels=["untracked", "tracked"])
+    b.set_ylabel("wall time per trial (s)")
+    b.set_title("same architectures, interleaved")
+    fig.tight_layout()
+    fig.savefig(path)
 
 
 def main() -> int:
@@ -42,7 +92,6 @@ def main() -> int:
     from protran_tune.platforms import get_platform
     from protran_tune.runtime import open_storage
     from protran_tune.space import get_space
-    from protran_tune.space.search_space import architecture_to_params, suggest_architecture
     from protran_tune.tracking.mlflow_tracking import MlflowTracker
     from protran_tune.tracking.optuna_tracking import StudyRecorder, create_study
     from protran_tune.workflows.profile import ProfileConfig, platform_options
@@ -55,8 +104,9 @@ def main() -> int:
     archs = list(get_space(cfg.space).iter_samples(args.n, seed=args.seed))
 
     t_setup = time.perf_counter()
-    study = create_study(open_storage(cfg.storage), "bench")
-    recorder = StudyRecorder(study)
+    storage = open_storage(cfg.storage)
+    study = create_study(storage, "bench")
+    recorder = StudyRecorder(study, storage)
     tracker = MlflowTracker(cfg.mlflow_uri, "bench")
     parent = tracker.study_run("bench")
     setup_s = time.perf_counter() - t_setup
@@ -64,27 +114,9 @@ def main() -> int:
     platform.measure(archs[0], workload)  # warm the process (imports, allocator) for both arms alike
     rows = []
     for i, arch in enumerate(archs):
-        t = time.perf_counter()
-        platform.measure(arch, workload)
-        untracked = time.perf_counter() - t
-
-        t0 = time.perf_counter()
-        study.enqueue_trial(architecture_to_params(arch))
-        trial = study.ask()
-        suggest_architecture(trial, cfg.space)
-        t1 = time.perf_counter()
-        m = platform.measure(arch, workload)
-        t2 = time.perf_counter()
-        frozen = recorder.complete(trial.number, arch, m, "cpu")
-        t3 = time.perf_counter()
-        tracker.log_trial(study="bench", parent_run_id=parent, trial_number=frozen.number, arch=arch, measurement=m,
-                          platform="cpu", workload=workload.to_dict())
-        t4 = time.perf_counter()
-        rows.append({"arch_hash": arch.content_hash(), "untracked_s": untracked, "tracked_s": t4 - t0,
-                     "measure_in_tracked_s": t2 - t1, "optuna_s": (t1 - t0) + (t3 - t2), "mlflow_s": t4 - t3,
-                     "tracking_s": (t1 - t0) + (t4 - t2)})
-        print(f"{i + 1}/{len(archs)} untracked {untracked:.2f} s, tracked {t4 - t0:.2f} s "
-              f"(optuna {rows[-1]['optuna_s']:.3f} s, mlflow {rows[-1]['mlflow_s']:.3f} s)", flush=True)
+        rows.append(r := measure_both(platform, arch, workload, study, recorder, tracker, parent, cfg.space))
+        print(f"{i + 1}/{len(archs)} untracked {r['untracked_s']:.2f} s, tracked {r['tracked_s']:.2f} s "
+              f"(optuna {r['optuna_s']:.3f} s, mlflow {r['mlflow_s']:.3f} s)", flush=True)
     platform.close()
     tracker.finish_study(parent)
 
@@ -107,25 +139,7 @@ def main() -> int:
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "tracking_overhead.json").write_text(json.dumps(result, indent=1))
 
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.6), dpi=100)
-    x = range(len(rows))
-    a.bar(x, [r["optuna_s"] for r in rows], label="Optuna")
-    a.bar(x, [r["mlflow_s"] for r in rows], bottom=[r["optuna_s"] for r in rows], label="MLflow")
-    a.axhline(TARGET_S, c="r", lw=0.8, label=f"target {TARGET_S} s")
-    a.set_xlabel("trial")
-    a.set_ylabel("tracking time per trial (s)")
-    a.set_title(f"median {med['tracking_s']:.3f} s per trial")
-    a.legend(fontsize=7)
-    b.boxplot([[r["untracked_s"] for r in rows], [r["tracked_s"] for r in rows]], tick_labels=["untracked", "tracked"])
-    b.set_ylabel("wall time per trial (s)")
-    b.set_title("same architectures, interleaved")
-    fig.tight_layout()
-    fig.savefig(RESULTS / "tracking_overhead.png")
+    plot(rows, med, RESULTS / "tracking_overhead.png")
     print(json.dumps({k: result[k] for k in ("median_s", "median_tracking_overhead_s", "median_wall_difference_s",
                                               "tracked_over_untracked_wall_ratio", "meets_target")}, indent=1))
     return 0 if result["meets_target"] else 1

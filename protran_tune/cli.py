@@ -5,13 +5,16 @@ which adds its parser and sets ``func=run``, and ``run(args) -> int``. Command m
 libraries inside ``run`` so ``--help`` is fast and ``measure`` works without Ray, Optuna or MLflow.
 
 Exit codes: 0 success, 1 a run that failed (e.g. some measurements failed), 2 bad input or an
-unreachable resource (one-line message, no traceback), 130 interrupted.
+unreachable resource such as an output that cannot be written (one-line message, no traceback), 130
+interrupted, 141 the reader of stdout went away (``protran-tune space sample | head -1``: quiet, as
+other Unix tools killed by SIGPIPE).
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import pkgutil
 import sys
 from typing import Sequence
@@ -42,13 +45,33 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()  # a closed pipe shows here, inside the handler, not at interpreter exit
+        return code
+    except BrokenPipeError:
+        _silence_stdout()
+        return 141
     except (UsageError, ValueError, FileNotFoundError) as exc:
         print(f"protran-tune {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # an output that cannot be written (disk full, read-only file system, ...)
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"protran-tune {args.command}: error: {exc.strerror or exc}{where}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"protran-tune {args.command}: interrupted", file=sys.stderr)
         return 130
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush does not fail on the closed pipe again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # stdout without a file descriptor (captured in tests)
+        pass
+    finally:
+        os.close(devnull)
 
 
 if __name__ == "__main__":

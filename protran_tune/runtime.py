@@ -2,7 +2,12 @@
 
 * Optuna storage ``sqlite:///protran.db`` and MLflow ``sqlite:///mlflow.db`` in the working directory.
 * A local Ray started by the command (bound to 127.0.0.1, token authentication on) and shut down by it,
-  or an existing cluster from ``--ray-address`` / ``RAY_ADDRESS``.
+  or an existing cluster from ``--ray-address`` / ``RAY_ADDRESS``; what a killed command left of its
+  Ray (processes, the ``/tmp/ptray-*`` folder) is reaped by the next start.
+* Owners: a process that leaves state behind (a RUNNING trial, an MLflow run, a Ray folder) records
+  itself as an :class:`Owner` (host, pid, start time), so others can tell a dead owner from a live one.
+* :func:`sqlite_lock`: one process of this host at a time on a sqlite database (table creation,
+  claiming trials), through a ``<database>.lock`` file beside it.
 
 Bad or unreachable URIs raise :class:`~protran_tune.errors.UsageError` with a one-line message, which the
 CLI prints and turns into exit code 2. Heavy libraries are imported inside the functions.
@@ -17,9 +22,11 @@ import shutil
 import socket
 import sys
 import tempfile
+import threading
 import urllib.error
 import urllib.parse
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
@@ -31,7 +38,7 @@ LOOPBACK = "127.0.0.1"
 _SQL_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql", "oracle")
 
 
-def _sqlite_path(uri: str) -> Path | None:
+def sqlite_path(uri: str) -> Path | None:
     """Path of a ``sqlite:///`` URI (``None`` for ``sqlite://`` in-memory)."""
     rest = uri.split(":", 1)[1]
     if not rest.startswith("///"):
@@ -42,7 +49,7 @@ def _sqlite_path(uri: str) -> Path | None:
 
 
 def _check_sqlite_dir(uri: str, what: str) -> None:
-    path = _sqlite_path(uri)
+    path = sqlite_path(uri)
     if path is None:
         return
     parent = path.resolve().parent
@@ -110,12 +117,20 @@ def tune_sqlite() -> None:
     _SQLITE_TUNED = True
 
 
-def open_storage(url: str = DEFAULT_STORAGE) -> Any:
-    """An ``optuna.storages.RDBStorage`` for ``url``; unreachable or bad URLs raise ``UsageError``."""
+def open_storage(url: str = DEFAULT_STORAGE, heartbeat_interval_s: int | None = None,
+                 grace_period_s: int | None = None) -> Any:
+    """An ``optuna.storages.RDBStorage`` for ``url``; unreachable or bad URLs raise ``UsageError``.
+
+    ``heartbeat_interval_s`` / ``grace_period_s`` (seconds) turn on Optuna's trial heartbeats, by which
+    a RUNNING trial whose owner stopped beating for ``grace_period_s`` is told stale (other hosts too).
+    Tables are created under :func:`sqlite_lock`, so processes starting together on a new file don't race.
+    """
+    import warnings
+
     import optuna
 
     check_storage_url(url)
-    kwargs: dict[str, Any] = {}
+    kwargs: dict[str, Any] = {"heartbeat_interval": heartbeat_interval_s, "grace_period": grace_period_s}
     if _scheme(url) == "sqlite":
         tune_sqlite()
         # Several processes (profile, dashboard, Ray workers) share one file: wait on locks, don't fail.
@@ -123,11 +138,118 @@ def open_storage(url: str = DEFAULT_STORAGE) -> Any:
     else:
         kwargs["engine_kwargs"] = {"pool_pre_ping": True, "connect_args": {"connect_timeout": 5}}
     try:
-        return optuna.storages.RDBStorage(url, **kwargs)
+        with sqlite_lock(url), warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # heartbeat_interval
+            return optuna.storages.RDBStorage(url, **kwargs)
     except ImportError as exc:
         raise UsageError(f"storage {url!r}: database driver missing ({_first_line(exc)})") from None
     except Exception as exc:  # sqlalchemy.exc.OperationalError & co: one line, no traceback
         raise UsageError(f"storage {url!r} is unreachable: {_first_line(exc)}") from None
+
+
+# --------------------------------------------------------------------------- owners and locks
+def process_start(pid: int) -> int | None:
+    """Start time of process ``pid`` in clock ticks since boot (Linux ``/proc``), else ``None``: with the
+    pid it names one process, even after the pid is reused."""
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` of this host runs (a zombie awaiting its parent does not)."""
+    if Path("/proc/self").exists():
+        return _alive(pid)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@dataclass(frozen=True)
+class Owner:
+    """The process that owns a piece of shared state, written as ``host:pid:start``.
+
+    ``start`` is the process start time (:func:`process_start`; ``None`` where unknown or in the older
+    ``host:pid`` form), which tells a reused pid from the owner.
+    """
+
+    host: str
+    pid: int
+    start: int | None = None
+
+    @classmethod
+    def current(cls) -> "Owner":
+        return cls(socket.gethostname(), os.getpid(), process_start(os.getpid()))
+
+    @classmethod
+    def parse(cls, text: Any) -> "Owner | None":
+        """``host:pid:start`` or ``host:pid``; ``None`` for anything else."""
+        if not isinstance(text, str):
+            return None
+        parts = text.split(":")
+        if len(parts) in (2, 3) and all(p.isdigit() for p in parts[1:]) and parts[0]:
+            return cls(parts[0], int(parts[1]), int(parts[2]) if len(parts) == 3 else None)
+        return None
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.pid}" + ("" if self.start is None else f":{self.start}")
+
+    def alive(self) -> bool | None:
+        """``True``/``False`` for an owner on this host; ``None`` on another host (ask its heartbeat)."""
+        if self.host != socket.gethostname():
+            return None
+        if self == Owner.current():
+            return True
+        if self.pid == os.getpid() or not pid_alive(self.pid):
+            return False
+        return self.start is None or process_start(self.pid) in (None, self.start)
+
+
+HEARTBEAT_INTERVAL_S = 10  # seconds between heartbeats of work in progress (RUNNING trials, MLflow runs)
+HEARTBEAT_GRACE_S = 60  # seconds without a heartbeat after which work of a live or unknown owner is stale
+
+_LOCKS: dict[str, list[Any]] = {}  # lock file -> [threading.RLock, depth, open file]
+_LOCKS_GUARD = threading.Lock()
+
+
+@contextlib.contextmanager
+def sqlite_lock(uri: str) -> Iterator[None]:
+    """Hold an exclusive lock shared by the processes of this host on the sqlite database of ``uri``.
+
+    The lock is ``flock`` on ``<database>.lock`` beside the file (never on the database itself, whose
+    POSIX locks sqlite owns); re-entrant in a process. A no-op for other URIs and where ``fcntl`` is
+    missing. Used for table creation and for claiming trials (check and ask as one step).
+    """
+    try:
+        import fcntl
+    except ImportError:  # Windows
+        yield
+        return
+    path = sqlite_path(uri) if _scheme(uri) == "sqlite" else None
+    if path is None:
+        yield
+        return
+    key = str(path.resolve()) + ".lock"
+    with _LOCKS_GUARD:
+        entry = _LOCKS.setdefault(key, [threading.RLock(), 0, None])
+    with entry[0]:
+        if entry[1] == 0:
+            entry[2] = open(key, "a")  # noqa: SIM115 (held across the block)
+            fcntl.flock(entry[2].fileno(), fcntl.LOCK_EX)
+        entry[1] += 1
+        try:
+            yield
+        finally:
+            entry[1] -= 1
+            if entry[1] == 0:
+                fcntl.flock(entry[2].fileno(), fcntl.LOCK_UN)
+                entry[2].close()
+                entry[2] = None
 
 
 def check_tracking_uri(uri: str = DEFAULT_MLFLOW_URI, timeout_s: float = 5.0) -> str:
@@ -221,7 +343,7 @@ def ray_session(
         ``{"address": ..., "started": bool}``. Token authentication stays on for local Rays
         (``RAY_AUTH_MODE=token`` unless the user set it); Ray generates the token on first start.
     """
-    from protran_tune.platforms.raycompat import ensure_ray_importable, use_loopback
+    from protran_tune.cluster.raycompat import ensure_ray_importable, use_loopback
 
     address = resolve_ray_address(address)
     restore_network: Callable[[], None] = lambda: None  # noqa: E731
@@ -246,7 +368,10 @@ def ray_session(
     if started:
         # "local" forces a new Ray owned by this process even where another Ray runs on the machine;
         # its own temp dir keeps it apart from them (sockets, session files, logs).
-        temp_dir = tempfile.mkdtemp(prefix="ptray-", dir="/tmp" if os.path.isdir("/tmp") else None)
+        root = "/tmp" if os.path.isdir("/tmp") else None
+        reap_ray_debris(root)
+        temp_dir = tempfile.mkdtemp(prefix=RAY_TEMP_PREFIX, dir=root)
+        (Path(temp_dir) / RAY_OWNER_FILE).write_text(str(Owner.current()))
         address = "local"
         kwargs.update(
             num_cpus=num_cpus,
@@ -275,8 +400,11 @@ def ray_session(
 
 
 def ray_processes(temp_dir: str | Path) -> list[int]:
-    """PIDs of the Ray processes of the cluster started with ``--temp-dir temp_dir`` (Linux ``/proc``)."""
+    """PIDs of the Ray processes of the cluster started with ``--temp-dir temp_dir`` (Linux ``/proc``):
+    those naming it on their command line, and those holding a file under it open (Ray's agents and
+    workers rename themselves ``ray::...`` but keep their log files open)."""
     needle = str(temp_dir).encode()
+    prefix = str(Path(temp_dir).resolve()) + os.sep
     pids = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
@@ -285,9 +413,55 @@ def ray_processes(temp_dir: str | Path) -> list[int]:
             cmdline = (entry / "cmdline").read_bytes()
         except OSError:
             continue
-        if needle in cmdline:
+        if needle in cmdline or _holds_file_under(entry, prefix):
             pids.append(int(entry.name))
     return sorted(pids)
+
+
+def _holds_file_under(proc: Path, prefix: str) -> bool:
+    try:
+        fds = list((proc / "fd").iterdir())
+    except OSError:  # gone, or another user's process
+        return False
+    for fd in fds:
+        try:
+            if os.readlink(fd).startswith(prefix):
+                return True
+        except OSError:
+            continue
+    return False
+
+
+RAY_TEMP_PREFIX = "ptray-"
+RAY_OWNER_FILE = "owner"
+
+
+def _ray_dir_owner(path: Path) -> Owner | None:
+    """Owner of a local Ray folder: its ``owner`` file, else the driver pid Ray put in the session
+    folder's name (``session_<date>_<time>_<pid>``); ``None`` if neither exists yet."""
+    with contextlib.suppress(OSError):
+        return Owner.parse((path / RAY_OWNER_FILE).read_text().strip())
+    sessions = sorted(p.name for p in path.glob("session_2*"))
+    if sessions and sessions[-1].rsplit("_", 1)[-1].isdigit():
+        return Owner(socket.gethostname(), int(sessions[-1].rsplit("_", 1)[-1]))
+    return None
+
+
+def reap_ray_debris(root: str | Path | None = None) -> list[Path]:
+    """Stop the processes and remove the folders of local Rays (``<root>/ptray-*``, default the temp
+    dir) whose owner process is dead, e.g. a ``profile`` killed with ``kill -9``; folders of live or
+    unknown owners are left alone. Returns the folders removed."""
+    reaped = []
+    for path in sorted(Path(root or tempfile.gettempdir()).glob(RAY_TEMP_PREFIX + "*")):
+        owner = _ray_dir_owner(path)
+        if not path.is_dir() or owner is None or owner.alive() is not False:
+            continue
+        stop_ray_processes(path, grace_s=5.0)
+        shutil.rmtree(path, ignore_errors=True)
+        if not path.exists():
+            reaped.append(path)
+            logging.getLogger(__name__).info("removed the Ray folder %s of dead process %s", path, owner)
+    return reaped
 
 
 def _alive(pid: int) -> bool:

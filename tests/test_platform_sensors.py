@@ -11,12 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from protran_tune.platforms.apple import (
-    PowermetricsMeter,
-    parse_powermetrics_plist,
-    parse_powermetrics_text,
-    split_plist_stream,
-)
+from protran_tune.platforms.apple import PowermetricsMeter, parse_powermetrics_plist
 from protran_tune.platforms.base import SensorUnavailableError
 from protran_tune.platforms.ina219 import (
     INA219HwmonMeter,
@@ -162,20 +157,13 @@ def test_ina3221_named_rail_and_missing_rail() -> None:
 
 # --------------------------------------------------------------------------- Apple
 def test_powermetrics_plist_stream() -> None:
-    docs = list(split_plist_stream((FX / "powermetrics_m1pro.plist").read_bytes()))
+    docs = [d for d in (FX / "powermetrics_m1pro.plist").read_bytes().split(b"\0") if d.strip()]
     samples = [parse_powermetrics_plist(d) for d in docs]
     assert len(samples) == 3
     assert samples[1].combined_w == pytest.approx(4.811 + 9.31025)
     assert samples[1].gpu_w == pytest.approx(9.31025)
     assert samples[0].elapsed_s == pytest.approx(0.102345678)
     assert samples[2].energy_j == pytest.approx((5.120 + 10.0215 + 0.0125) * 0.101002311)
-
-
-def test_powermetrics_text() -> None:
-    samples = parse_powermetrics_text((FX / "powermetrics_m1pro.txt").read_text())
-    assert [s.combined_w for s in samples] == [1.243, 14.121]
-    assert samples[1].cpu_w == 4.811 and samples[1].gpu_w == 9.31
-    assert samples[0].elapsed_s == pytest.approx(0.10235)
 
 
 def test_powermetrics_rejects_documents_without_power() -> None:

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from protran_tune.platforms.raycompat import ensure_ray_importable, use_loopback
+from protran_tune.cluster.raycompat import ensure_ray_importable, use_loopback
 
 ensure_ray_importable()
 
@@ -35,7 +35,8 @@ from protran_tune.platforms import (  # noqa: E402
     available_platforms,
     register_platform,
 )
-from protran_tune.platforms.pool import PlatformPool, read_measured_hashes  # noqa: E402
+from protran_tune.cluster.pool import PlatformPool  # noqa: E402
+from protran_tune.platforms.records import read_records  # noqa: E402
 from protran_tune.reporting import load_measurement_file  # noqa: E402
 from protran_tune.space import Architecture  # noqa: E402
 
@@ -202,7 +203,7 @@ def test_actor_killed_mid_batch_is_restarted_and_every_architecture_measured_onc
     assert by_hash[victim]["attempts"] == 2 and stats["retried"] == 1 and stats["actor_errors"] == 1
     assert [e["arch_hash"] for e in logged(log)].count(victim) == 1
     assert sorted(e["arch_hash"] for e in logged(log)) == sorted(by_hash)  # exactly once each
-    assert read_measured_hashes(out) == set(by_hash) and len(out.read_text().splitlines()) == 6
+    assert {r["arch_hash"] for _, r in read_records(out)} == set(by_hash) and len(out.read_text().splitlines()) == 6
     assert len(pids_after) == 2 and len(pids_before & pids_after) == 1  # one actor restarted in a new process
 
 
@@ -346,24 +347,6 @@ def test_real_cpu_platform_through_the_pool(cluster, tmp_path):
     assert m.source.startswith(("measured:", "modelled:")) and m.power_trace  # a labelled source, a real trace
 
 
-def test_core_imports_without_ray():
-    code = (
-        "import sys; import protran_tune.platforms, protran_tune.platforms.base, protran_tune.reporting; "
-        "assert 'ray' not in sys.modules, 'ray imported'"
-    )
-    subprocess.run([sys.executable, "-c", code], check=True)
-
-
-def test_torn_last_line_is_dropped_and_bad_lines_are_errors(tmp_path):
-    out = tmp_path / "r.jsonl"
-    out.write_text('{"arch_hash": "a"}\n{"arch_hash": "b"}\n{"arch_ha')
-    assert read_measured_hashes(out) == {"a", "b"}
-    assert out.read_text() == '{"arch_hash": "a"}\n{"arch_hash": "b"}\n'
-    out.write_text('{"arch_hash": "a"}\nnot json\n')
-    with pytest.raises(ValueError, match=r"r.jsonl:2: not a measurement record"):
-        read_measured_hashes(out)
-
-
 def test_broken_amdsmi_does_not_break_ray_import(tmp_path):
     # amdsmi 7.x (a Zeus dependency) raises KeyError at import without libamd_smi.so; Ray only tolerates
     # ImportError. A stand-in package reproduces that; the fix must let Ray import and reach child processes.
@@ -372,7 +355,7 @@ def test_broken_amdsmi_does_not_break_ray_import(tmp_path):
     (broken / "__init__.py").write_text("raise KeyError('libamd_smi.so')\n")
     code = (
         "import os, sys\n"
-        "from protran_tune.platforms.raycompat import SHIM_DIR, amdsmi_is_broken, ensure_ray_importable\n"
+        "from protran_tune.cluster.raycompat import SHIM_DIR, amdsmi_is_broken, ensure_ray_importable\n"
         "assert amdsmi_is_broken()\n"
         "assert ensure_ray_importable()\n"
         "import ray\n"

@@ -339,6 +339,6 @@ def test_learning_figures_from_replay_results(synthetic_file: Path, tmp_path: Pa
     assert n.tolist() == [8, 12, 16] and v.shape == (2, 3)
     assert v[1, 2] == rs[1]["curve"][2]["test_mse"]["energy_j"]
     fig6 = plot_learning_curves({"bdt": rs}, tmp_path / "fig6.png")
-    fig7 = plot_predicted_vs_real(rs[0], tmp_path / "fig7.png")
+    fig7 = plot_predicted_vs_real(rs[0]["final_predictions"], tmp_path / "fig7.png")
     for f in (fig6, fig7):
         assert f.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -27,6 +27,7 @@ from protran_tune.reporting import (
     compare_platforms,
     load_measurement_file,
     load_measurements,
+    measurement_notes,
     plot_power_trace,
     register_section,
 )
@@ -271,3 +272,45 @@ def test_a_registered_section_appears_in_order(tmp_path, two_platforms):
         assert "![learning curve](learning.png)" in text
     finally:
         SECTIONS[:] = [(n, b) for n, b in SECTIONS if n != "learning-test"]
+
+
+def test_report_says_which_numbers_are_modelled_or_imprecise(tmp_path):
+    """Recorded CPU (modelled energy, CI target missed) and H200 (measured, precise) files."""
+    result = build_report([CUDA, CPU_SEEDS], tmp_path / "r")
+    names = [n for n, _ in result.sections]
+    assert names[0] == "measurement-quality"
+    text = dict(result.sections)["measurement-quality"].text
+    lines = text.splitlines()
+    assert ("- cpu: energy and peak power of all 3 architectures are modelled, not measured (modelled:cpu-time"
+            in lines[0])
+    assert lines[1].startswith("- cpu: latency missed its precision target on 3 of 3 architectures: the 95% CI "
+                               "half-width of the median stayed above the 1% target (median ±31.4%, worst ±62.4%)")
+    assert not [line for line in lines if line.startswith("- cuda")]  # NVML-measured and within its 1% target
+    assert "## What the numbers are" in result.summary.read_text()
+
+
+def test_measurement_notes_name_missing_quantities_and_judge_precision_by_the_target():
+    def m(ci: float, peak: float | None, meta: dict | None = None) -> Measurement:
+        unavailable = {k: "no idle draw" for k in ("energy_above_idle_j", "idle_power_w", "mean_power_w")}
+        if peak is None:
+            unavailable["peak_power_w"] = "no power sample during the run"
+        return Measurement(platform="p", device="d", mode="inference", batch_size=1, seq_len=8, repeats=5,
+                           latency_s=1e-3, latency_iqr_s=0.0, latency_ci_rel=ci, source="measured:test",
+                           energy_j=1e-3, peak_power_w=peak, unavailable=unavailable, meta=meta or {})
+
+    precise = [m(0.01, 5.0), m(0.02, 5.0)]
+    assert measurement_notes(precise, 0.05) == []
+    assert measurement_notes([], 0.05) == []
+    notes = measurement_notes([m(0.01, None), m(0.08, 5.0)], 0.05)
+    assert notes[0] == ("peak power of the device during the run (peak_power_w) is missing on 1 of 2 "
+                        "architectures: no power sample during the run")
+    assert notes[1].startswith("latency missed its precision target on 1 of 2 architectures")
+    # the protocol's own record of why it stopped repeating wins over the comparison with the target
+    assert measurement_notes([m(0.08, 5.0, {"stopped_by": "ci"})], 0.05) == []
+    assert "on 1 of 1" in measurement_notes([m(0.01, 5.0, {"stopped_by": "time_budget"})], 0.05)[0]
+
+
+def test_a_single_platform_report_has_no_empty_comparison_section(tmp_path):
+    result = build_report([CUDA], tmp_path / "r")
+    assert "platform-comparison" not in [n for n, _ in result.sections]
+    assert "Platforms relative to a baseline" not in result.summary.read_text()

@@ -29,11 +29,13 @@ from protran_tune.samplers import (
     HaltonSampler,
     HammerslySampler,
     LatinHypercubeSampler,
+    PoolLatinHypercubeSampler,
     QMCArchitectureSampler,
     RandomArchitectureSampler,
     SobolSampler,
 )
 from protran_tune.samplers._base import INFO_ATTR, PARAMS_ATTR
+from protran_tune.samplers.pareto import ParetoSampler
 from protran_tune.space import architecture_to_params, get_space, params_to_architecture, suggest_architecture
 from protran_tune.space.search_space import optuna_distributions
 from protran_tune.surrogates import make_surrogate
@@ -49,8 +51,14 @@ FACTORIES: dict[str, Callable[..., optuna.samplers.BaseSampler]] = {
     "halton": lambda space=SPACE, **kw: HaltonSampler(space, n_points=8, seed=0, **kw),
     "hammersly": lambda space=SPACE, **kw: HammerslySampler(space, n_points=8, seed=0, **kw),
     "random": lambda space=SPACE, **kw: RandomArchitectureSampler(space, n_points=8, seed=0, **kw),
+    "pool-lhs": lambda space=SPACE, **kw: PoolLatinHypercubeSampler(
+        space, list(get_space(space).iter_samples(40, seed=3)), n_points=8, seed=0, **kw
+    ),
     "active": lambda space=SPACE, **kw: ActiveLearningSampler(
         ForestSurrogate(random_state=0), space, n_startup_trials=3, n_candidates=64, seed=0, **kw
+    ),
+    "pareto": lambda space=SPACE, **kw: ParetoSampler(
+        space, n_startup_trials=3, n_candidates=64, seed=0, surrogates={"accuracy": ForestSurrogate(random_state=0)}, **kw
     ),
 }
 parametrize_sampler = pytest.mark.parametrize("make", list(FACTORIES.values()), ids=list(FACTORIES))
@@ -129,7 +137,7 @@ def test_nan_values_fail_inf_values_complete_and_sampling_continues(make) -> Non
     assert len(set(_archs(study))) == 6
     info = study.trials[-1].system_attrs[INFO_ATTR]
     if info.get("phase") == "active":
-        assert info["n_skipped_nonfinite"] == 1 and info["n_train"] == 4
+        assert info["n_train"] == 4 and info.get("n_skipped_nonfinite", 1) == 1  # the count: ActiveLearningSampler
 
 
 @parametrize_sampler
@@ -176,6 +184,62 @@ def test_other_parameters_go_to_a_seeded_random_sampler_with_one_warning(make, c
     assert lrs(make()) == first  # RandomSampler(seed): the same seed, the same values
     explicit = lrs(make(independent_sampler=RandomSampler(seed=123)))
     assert explicit != first
+
+
+@parametrize_sampler
+def test_a_relative_independent_sampler_samples_the_other_parameters_jointly(make) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        independent = optuna.samplers.TPESampler(multivariate=True, n_startup_trials=2, seed=0)
+    sampler = make(independent_sampler=independent)
+
+    def with_xy(trial):
+        values = hardware_objective(SPACE)(trial)
+        return values[0] * (1 + trial.suggest_float("x", 0, 1) + trial.suggest_float("y", 0, 1)), values[1], values[2]
+
+    study = _study(sampler)
+    study.optimize(with_xy, n_trials=4)
+    trial = study.ask()
+    frozen = study._storage.get_trial(trial._trial_id)
+    assert "n_layers" in independent.infer_relative_search_space(study, frozen)
+    assert set(sampler.infer_relative_search_space(study, frozen)) == {"x", "y"}  # architecture parameters stay ours
+    x = trial.suggest_float("x", 0, 1)
+    assert trial._relative_params is not None and trial._relative_params["x"] == x  # drawn jointly by TPE
+    chosen = study._storage.get_trial_system_attrs(trial._trial_id)[PARAMS_ATTR]
+    mixed = {"n_layers": CategoricalDistribution([2, 4, 6, 8, 10, 12]), "z": FloatDistribution(-1, 1)}
+    got = sampler.sample_relative(study, frozen, mixed)
+    assert got["n_layers"] == chosen["n_layers"] and -1 <= got["z"] <= 1 and type(got["z"]) is float
+
+
+@pytest.mark.parametrize("name", ["active", "pareto"])
+def test_values_of_trials_that_suggest_no_architecture_are_not_learned(name: str) -> None:
+    study = _study(FACTORIES[name]())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # the seed set runs out
+        study.optimize(lambda t: (t.suggest_float("x", 0, 1),) * 3, n_trials=5)  # the proposals go unused
+        assert all(t.system_attrs[INFO_ATTR]["phase"] != "active" for t in study.trials)
+        study.optimize(hardware_objective(SPACE), n_trials=5)
+    phases = [t.system_attrs[INFO_ATTR]["phase"] for t in study.trials[5:]]
+    assert phases[:2] != ["active"] * 2 and phases[-1] == "active"
+    assert study.trials[-1].system_attrs[INFO_ATTR]["n_train"] == 4  # the trials that evaluated an architecture
+
+
+@pytest.mark.parametrize("metric_names", [None, ["score"]])
+@pytest.mark.parametrize("direction", ["minimize", "maximize"])
+def test_pareto_sampler_learns_generic_objectives_in_the_study_direction(direction: str, metric_names) -> None:
+    space = get_space(SPACE)
+    pool = list(space.iter_samples(40, seed=1))
+    middle = [a for a in pool if a.n_layers in (6, 8)][:6]
+    study = optuna.create_study(direction=direction, sampler=ParetoSampler(SPACE, candidates=pool, n_startup_trials=6, seed=0))
+    if metric_names:
+        study.set_metric_names(metric_names)
+    for arch in middle:
+        study.enqueue_trial(architecture_to_params(arch))
+    study.optimize(lambda t: float(suggest_architecture(t, SPACE).n_layers), n_trials=7)
+    info = study.trials[-1].system_attrs[INFO_ATTR]
+    assert info["phase"] == "active" and list(info["predicted_mean"]) == (metric_names or ["objective0"])
+    left = [a.n_layers for a in pool if a not in middle]
+    assert study.trials[-1].params["n_layers"] == (max(left) if direction == "maximize" else min(left))
 
 
 @parametrize_sampler
@@ -420,3 +484,19 @@ def test_variance_reduction_acquisition_by_name(small_space) -> None:
     left = [a for a in pool if not any(np.array_equal(sp.embed(a), e) for e in seen)]
     pick = select_queries(gp, np.stack([sp.embed(a) for a in left]).astype(float), k=1, method="variance-reduction")[0]
     assert np.array_equal(sp.embed(params_to_architecture(study.trials[3].params, sp)), sp.embed(left[pick]))
+
+
+def test_pool_seed_takes_the_latin_hypercube_rows_of_its_pool_then_the_rest_and_nothing_else() -> None:
+    from protran_tune.samplers.qmc import lhs_pool_rows
+
+    space = get_space(SPACE)
+    pool = list({a.content_hash(): a for a in space.iter_samples(12, seed=5)}.values())
+    sampler = PoolLatinHypercubeSampler(SPACE, pool, n_points=4, seed=0)
+    E = np.stack([space.embed(a) for a in pool])
+    assert sampler.order()[:4] == [pool[i] for i in lhs_pool_rows(E, 4, np.random.default_rng(0), space)]
+    assert sorted(a.to_json() for a in sampler.order()) == sorted(a.to_json() for a in pool)
+    study = _study(sampler)
+    study.optimize(hardware_objective(SPACE), n_trials=len(pool))
+    assert _archs(study) == [a.to_json() for a in sampler.order()]
+    with pytest.raises(RuntimeError, match="every architecture of the pool"):
+        study.optimize(hardware_objective(SPACE), n_trials=1)

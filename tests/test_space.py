@@ -116,6 +116,22 @@ def test_invalid_layers_raise_clear_errors(kwargs, message) -> None:
         Layer(**kwargs)
 
 
+@pytest.mark.parametrize(
+    "layer, message",
+    [
+        ({"hidden": 128, "heads": "sa-sdp", "feed_forward": [256]},
+         r"layers\[0\]: heads must be a list of op names, got the string 'sa-sdp'"),
+        ({"hidden": 128, "heads": ["sa-sdp"], "feed_forward": "256"},
+         r"layers\[0\]: feed_forward must be a list of widths, got the str '256'"),
+        ({"hidden": 128, "heads": ["sa-sdp"], "feed_forward": 256}, r"feed_forward must be a list of widths, got the int 256"),
+    ],
+)
+def test_a_string_where_a_list_belongs_is_named_as_such(layer, message) -> None:
+    with pytest.raises(ValueError, match=message) as info:
+        Architecture.from_dict({"layers": [layer]})
+    assert "unknown head op" not in str(info.value)  # not spelt out letter by letter
+
+
 def test_space_validation_names_field_value_and_allowed(flexibert2) -> None:
     arch = Architecture.homogeneous(3, 128, 2, 512)
     with pytest.raises(ValueError, match=r"n_layers=3 not allowed .* allowed \[2, 4, 6, 8, 10, 12\]"):

@@ -47,6 +47,19 @@ def test_registry_names() -> None:
         make_surrogate("bdt", depth=3)
 
 
+def test_default_space_reaches_surrogates_that_encode_embeddings() -> None:
+    small = get_space("protran-table1")
+    for name in ("gp", "bdt", "rf", "boshnas", "protran-adaboost", "dt"):
+        assert make_surrogate(name, default_space=small.name).get_params()["space"] == small.name
+    assert make_surrogate("bdt", default_space=small).space is small  # a DesignSpace object too
+    assert make_surrogate("bdt").get_params()["space"] == "flexibert2"  # no default: the class's own
+    # a ``space`` parameter wins over the default; surrogates without one ignore the default
+    assert make_surrogate("gp", default_space=small.name, space="flexibert2").get_params()["space"] == "flexibert2"
+    assert "space" not in make_surrogate("ensemble", default_space=small.name).get_params()
+    with pytest.raises(ValueError, match=r"unknown parameter\(s\) \['space'\] for surrogate 'ensemble'"):
+        make_surrogate("ensemble", space=small.name)
+
+
 @pytest.mark.parametrize("name", list(FAST))
 def test_fit_predict_shapes_and_std(name: str, data) -> None:
     X, Y, Xt = data

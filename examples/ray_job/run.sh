@@ -30,7 +30,7 @@ ray start --head --node-ip-address 127.0.0.1 --port "$GCS_PORT" \
 ray job submit --address "http://127.0.0.1:$DASHBOARD_PORT" --working-dir . -- \
     protran-tune profile --ray-address auto --study "$STUDY" \
         --storage "sqlite:///$OUT/protran.db" --mlflow-uri "sqlite:///$OUT/mlflow.db" \
-        --report-dir "$OUT/report" --quiet "$@"
+        --report-dir "$OUT/report" "$@"       # progress: one line per phase and per architecture
 
 echo "study $STUDY in sqlite:///$OUT/protran.db; report in $OUT/report"
 echo "browse: protran-tune dashboard --storage sqlite:///$OUT/protran.db"

@@ -24,23 +24,25 @@ def add_ray_options(parser: argparse.ArgumentParser) -> None:
                        help="Ray cluster to use (auto, host:port); default: RAY_ADDRESS, else a local Ray on "
                             "127.0.0.1 started and stopped by this command")
     group.add_argument("--no-ray", action="store_true", help="measure in this process, without Ray")
-    group.add_argument("--workers", type=int, default=None,
+    group.add_argument("--workers", type=positive_int, default=None,
                        help="measurements in flight (default: the cluster's platform:<name> resource units)")
 
 
 def parse_options(items: list[str] | None, flag: str = "--platform-option") -> dict[str, Any]:
-    """``KEY=VALUE`` pairs (values parsed as JSON when possible) into a dict."""
+    """``KEY=VALUE`` pairs (values parsed as JSON when possible) into a dict; ``UsageError`` names ``flag``."""
     import json
+
+    from protran_tune.errors import UsageError
 
     out: dict[str, Any] = {}
     for item in items or []:
-        if "=" not in item:
-            raise ValueError(f"{flag} must be KEY=VALUE, got {item!r}")
-        key, value = item.split("=", 1)
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"{flag} must be KEY=VALUE, got {item!r}")
         try:
-            out[key] = json.loads(value)
+            out[key.strip()] = json.loads(value)
         except json.JSONDecodeError:
-            out[key] = value
+            out[key.strip()] = value
     return out
 
 
@@ -51,6 +53,19 @@ def positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
     if value <= 0:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """A finite number > 0 (seconds, fractions), for argparse ``type=``."""
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
     return value
 
 

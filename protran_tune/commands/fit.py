@@ -10,6 +10,8 @@ from protran_tune.commands._common import add_storage_options, parse_options, po
 
 
 def register(subparsers: Any) -> None:
+    from protran_tune.surrogates import available_surrogates
+
     p = subparsers.add_parser(
         "fit", help="train surrogates from a study or measurement files and log them as MLflow models",
         description="Fit surrogates (latency, energy, peak power per sequence) on measured architectures, score "
@@ -19,8 +21,8 @@ def register(subparsers: Any) -> None:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--study", help="study in --storage whose COMPLETE trials are the data")
     src.add_argument("--measurements", nargs="+", metavar="FILE", help="measurement JSONL files ('measure' output)")
-    p.add_argument("--surrogate", action="append", default=None,
-                   help="surrogate name (gp, dt, bdt, boshnas); repeat for several (default bdt)")
+    p.add_argument("--surrogate", action="append", default=None, choices=available_surrogates(), metavar="NAME",
+                   help=f"surrogate: {', '.join(available_surrogates())}; repeat for several (default bdt)")
     p.add_argument("--surrogate-param", action="append", metavar="KEY=VALUE",
                    help="surrogate constructor parameter (repeatable), e.g. kernel=linear+matern encoder=cost with gp")
     p.add_argument("--space", default="flexibert2")
@@ -39,6 +41,10 @@ def run(args: argparse.Namespace) -> int:
 
     from protran_tune.workflows.fit import dataset_from_files, dataset_from_study, fit_surrogates
 
+    if args.out is not None:
+        from protran_tune.errors import check_output_dir
+
+        check_output_dir(args.out, "--out")
     seq_len = args.seq_len
     if args.study:
         from protran_tune.runtime import open_storage
@@ -56,9 +62,9 @@ def run(args: argparse.Namespace) -> int:
             print(f"skipped {line}", file=sys.stderr)
         source = "files:" + ",".join(args.measurements)
         if seq_len is None:
-            from protran_tune.workflows.fit import read_records
+            from protran_tune.platforms.records import read_records
 
-            seq_len = next((r["measurement"]["seq_len"] for _, r in read_records(args.measurements[0])
+            seq_len = next((r["measurement"]["seq_len"] for _, r in read_records(args.measurements[0], repair=False)
                             if r.get("measurement")), None)
     tracker = None
     if not args.no_mlflow:

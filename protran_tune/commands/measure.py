@@ -25,12 +25,12 @@ import importlib.util
 import json
 import sys
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable
 
-from protran_tune.errors import UsageError
-from protran_tune.platforms.records import read_records, record_key
+from protran_tune.commands._common import parse_options
+from protran_tune.errors import UsageError, check_output_path
+from protran_tune.platforms.records import finish_record, measurement_record, record_key, records_to_skip
 
 
 def register(subparsers: Any) -> None:
@@ -52,8 +52,10 @@ def register(subparsers: Any) -> None:
     p.add_argument("--target-ci", type=float, default=0.01, help="relative 95%% CI half-width of the median latency")
     p.add_argument("--warmup", type=int, default=3, help="warm-up iterations")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--option", "-o", action="append", default=[], metavar="KEY=VALUE",
-                   help="platform option (e.g. watts_per_core=12, energy_window_s=2); repeatable")
+    p.add_argument("--platform-option", "--option", "-o", dest="platform_option", action="append", default=[],
+                   metavar="KEY=VALUE",
+                   help="platform constructor option (e.g. watts_per_core=12, energy_window_s=2); repeatable "
+                        "(--option is an alias)")
     p.add_argument("--plugin", action="append", default=[], metavar="MODULE_OR_FILE",
                    help="import a module or .py file that registers more platforms; repeatable")
     p.add_argument("--retry-failed", action="store_true", help="measure again architectures recorded as failed")
@@ -114,16 +116,6 @@ def read_architectures(path: str | Path, space: Any = None) -> list[Any]:
     return archs
 
 
-def _parse_option(text: str) -> tuple[str, Any]:
-    if "=" not in text:
-        raise UsageError(f"--option must be KEY=VALUE, got {text!r}")
-    key, value = text.split("=", 1)
-    try:
-        return key.strip(), json.loads(value)
-    except json.JSONDecodeError:
-        return key.strip(), value
-
-
 def _load_plugin(spec: str) -> None:
     try:
         if spec.endswith(".py"):
@@ -139,12 +131,18 @@ def _load_plugin(spec: str) -> None:
 
 
 # --------------------------------------------------------------------------- output
-def read_existing(out: Path) -> dict[tuple, dict[str, Any]]:
-    """Records already in ``out`` by key (a last line torn by a killed writer is cut off the file)."""
-    def warn(message: str) -> None:
-        print(f"measure: {message}", file=sys.stderr)
+def _warn(message: str) -> None:
+    print(f"measure: {message}", file=sys.stderr)
 
-    return {record_key(rec): rec for rec in read_records(out, warn=warn)}
+
+def _summary(record: dict[str, Any]) -> str:
+    """Progress text of a record: per-batch latency, energy and peak power, or why it failed."""
+    m = record["measurement"]
+    if m is None:
+        return f"FAILED {record['error']}"
+    return (f"{m['latency_s'] * 1e3:.3f} ms/batch(b={m['batch_size']})"
+            + (f" {m['energy_j']:.4g} J/batch" if m.get("energy_j") is not None else "")
+            + (f" peak {m['peak_power_w']:.1f} W" if m.get("peak_power_w") is not None else ""))
 
 
 def _progress(quiet: bool, text: str) -> None:
@@ -153,7 +151,7 @@ def _progress(quiet: bool, text: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from protran_tune.platforms.base import MeasurementError, SensorUnavailableError, Workload, get_platform
+    from protran_tune.platforms.base import SensorUnavailableError, Workload, get_platform
     from protran_tune.space import get_space
 
     for plugin in args.plugin:
@@ -176,19 +174,17 @@ def run(args: argparse.Namespace) -> int:
     )
     space = None if args.space == "none" else get_space(args.space)
     archs = read_architectures(args.archs, space)[: args.limit]
-    out = Path(args.out)
-    if out.parent and not out.parent.exists():
-        out.parent.mkdir(parents=True, exist_ok=True)
-    existing = read_existing(out)
-    options = dict(_parse_option(o) for o in args.option)
+    out = check_output_path(args.out, "--out")
+    skip = records_to_skip(out, args.retry_failed, warn=_warn)
+    options = parse_options(args.platform_option)
 
     jobs = []
     failed_before = 0
     for arch in archs:
         for rep in range(args.repeat):
             rec = {"arch_hash": arch.content_hash(), "platform": args.platform, "workload": workload.to_dict(), "repeat": rep}
-            prev = existing.get(record_key(rec))
-            if prev is not None and (prev.get("status") == "ok" or not args.retry_failed):
+            prev = skip.get(record_key(rec))
+            if prev is not None:
                 failed_before += prev.get("status") != "ok"
                 continue
             jobs.append((arch, rep))
@@ -201,34 +197,17 @@ def run(args: argparse.Namespace) -> int:
     except SensorUnavailableError as exc:
         raise UsageError(f"platform {args.platform!r} unusable here: {exc}") from None
     except TypeError as exc:
-        raise UsageError(f"platform {args.platform!r}: bad --option: {exc}") from None
+        raise UsageError(f"platform {args.platform!r}: bad --platform-option: {exc}") from None
     failed = 0
     t_run = time.perf_counter()
     try:
         with open(out, "a") as fh:
             for i, (arch, rep) in enumerate(jobs, 1):
                 t0 = time.perf_counter()
-                record: dict[str, Any] = {
-                    "arch_hash": arch.content_hash(), "architecture": arch.to_dict(), "platform": args.platform,
-                    "status": "ok", "error": None, "repeat": rep, "measurement": None, "workload": workload.to_dict(),
-                }
-                try:
-                    m = platform.measure(arch, workload)
-                    record["measurement"] = m.to_dict(include_trace=not args.no_trace)
-                    summary = (f"{m.latency_s * 1e3:.3f} ms/batch(b={m.batch_size})"
-                               + (f" {m.energy_j:.4g} J/batch" if m.energy_j is not None else "")
-                               + (f" peak {m.peak_power_w:.1f} W" if m.peak_power_w is not None else ""))
-                except MeasurementError as exc:
-                    record.update(status="failed", error=f"{type(exc).__name__}: {exc}")
-                    summary = f"FAILED {exc}"
-                except Exception as exc:  # noqa: BLE001 - one architecture must not stop the run
-                    record.update(status="failed", error=f"{type(exc).__name__}: {exc}")
-                    summary = f"FAILED {type(exc).__name__}: {exc}"
+                record = finish_record(measurement_record(platform, arch, workload, repeat=rep,
+                                                          include_trace=not args.no_trace), fh)
                 failed += record["status"] != "ok"
-                record["finished_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
-                fh.write(json.dumps(record) + "\n")
-                fh.flush()
-                _progress(args.quiet, f"[{i}/{len(jobs)}] {record['arch_hash']} r{rep} {summary} "
+                _progress(args.quiet, f"[{i}/{len(jobs)}] {record['arch_hash']} r{rep} {_summary(record)} "
                           f"({time.perf_counter() - t0:.1f} s)")
     finally:
         platform.close()

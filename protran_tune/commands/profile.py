@@ -12,6 +12,7 @@ from protran_tune.commands._common import (
     add_storage_options,
     batch_size,
     parse_options,
+    positive_float,
     positive_int,
 )
 
@@ -28,6 +29,7 @@ example:
 
 def register(subparsers: Any) -> None:
     from protran_tune.samplers.acquisition import ACQUISITIONS
+    from protran_tune.surrogates import available_surrogates
 
     p = subparsers.add_parser(
         "profile", help="measure architectures on a platform and learn its surrogate (active learning)",
@@ -47,7 +49,7 @@ def register(subparsers: Any) -> None:
     w.add_argument("--seq-len", type=positive_int, default=32, help="tokens per sequence (default 32)")
     w.add_argument("--max-repeats", type=positive_int, default=20, help="cap on timed repeats (default 20)")
     w.add_argument("--min-repeats", type=positive_int, default=5, help="least timed repeats (default 5)")
-    w.add_argument("--latency-budget", type=float, default=2.0,
+    w.add_argument("--latency-budget", type=positive_float, default=2.0,
                    help="seconds of timed repeats at most, for platforms that take time_budget_s (default 2)")
     w.add_argument("--target-ci", type=float, default=0.05,
                    help="stop repeating when the latency CI half-width is below this fraction (default 0.05)")
@@ -56,31 +58,39 @@ def register(subparsers: Any) -> None:
     a.add_argument("--budget", type=positive_int, default=32, help="most architectures to measure (default 32)")
     a.add_argument("--test-samples", type=positive_int, default=8, help="held-out architectures (default 8)")
     a.add_argument("--threshold", type=float, default=0.003, help="held-out normalised test MSE to stop at (default 0.003)")
-    a.add_argument("--surrogate", default="bdt", help="surrogate: gp, dt, bdt, boshnas (default bdt)")
+    a.add_argument("--surrogate", default="bdt", choices=available_surrogates(), metavar="NAME",
+                   help=f"surrogate: {', '.join(available_surrogates())} (default bdt)")
     a.add_argument("--surrogate-param", action="append", metavar="KEY=VALUE",
                    help="surrogate constructor parameter (repeatable), e.g. kernel=linear+matern encoder=cost with gp")
     a.add_argument("--acquisition", choices=ACQUISITIONS, default="uncertainty",
                    help="query rule: largest normalised std (default) or integrated variance reduction (gp)")
     a.add_argument("--seed", type=int, default=0)
-    a.add_argument("--timeout", type=float, default=None, help="stop after this many seconds")
+    a.add_argument("--timeout", type=positive_float, default=None, help="stop after this many seconds")
+    a.add_argument("--max-failures", type=positive_int, default=5,
+                   help="stop (exit 1) after this many failed measurements in a row (default 5)")
     a.add_argument("--tune", action="store_true",
-                   help="run the search through Ray Tune (Tuner + OptunaSearch) instead of the ask/tell loop")
+                   help="run the same search (held-out set, convergence, report) through Ray Tune (Tuner + "
+                        "OptunaSearch) instead of the ask/tell loop")
     add_storage_options(p)
     p.add_argument("--no-artifacts", action="store_true", help="no MLflow artifacts (architecture JSON, power traces)")
     add_ray_options(p)
     o = p.add_argument_group("output")
     o.add_argument("--report-dir", default=None, help="report folder (default reports/<study>)")
     o.add_argument("--no-report", action="store_true", help="skip the report folder")
-    o.add_argument("--quiet", action="store_true", help="no progress bar")
+    o.add_argument("--quiet", action="store_true",
+                   help="no progress on stderr (a bar in a terminal, else one line per phase and per architecture)")
     o.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=run)
 
 
 def config_from_args(args: argparse.Namespace) -> Any:
+    from protran_tune.errors import UsageError, check_output_dir
     from protran_tune.workflows.profile import ProfileConfig
 
+    if args.study is not None and not args.study.strip():
+        raise UsageError("--study must be a non-empty name (default profile-<platform>)")
     study = args.study or f"profile-{args.platform}"
-    return ProfileConfig(
+    cfg = ProfileConfig(
         study_name=study, platform=args.platform, platform_options=parse_options(args.platform_option),
         plugins=list(args.plugin),
         space=args.space, mode=args.mode, batch_size=args.batch_size, seq_len=args.seq_len,
@@ -90,15 +100,19 @@ def config_from_args(args: argparse.Namespace) -> Any:
         surrogate_params=parse_options(args.surrogate_param, "--surrogate-param"), acquisition=args.acquisition,
         seed=args.seed, storage=args.storage, mlflow_uri=None if args.no_mlflow else args.mlflow_uri,
         experiment=args.experiment, artifacts=not args.no_artifacts, use_ray=not args.no_ray,
-        ray_address=args.ray_address, n_workers=args.workers, timeout_s=args.timeout,
+        ray_address=args.ray_address, n_workers=args.workers, timeout_s=args.timeout, max_failures=args.max_failures,
         report_dir=None if args.no_report else (args.report_dir or f"reports/{study}"),
-        progress=not args.quiet and sys.stderr.isatty(),
+        progress=not args.quiet,
     )
+    if cfg.report_dir:
+        check_output_dir(cfg.report_dir, "--report-dir")
+    return cfg
 
 
 def run(args: argparse.Namespace) -> int:
     import importlib
 
+    from protran_tune.errors import UsageError
     from protran_tune.platforms import available_platforms
 
     for module in args.plugin:
@@ -108,6 +122,8 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"--plugin {module!r} cannot be imported: {exc}") from None
     if args.platform not in available_platforms():
         raise ValueError(f"unknown platform {args.platform!r}: known platforms are {available_platforms()}")
+    if args.tune and args.no_ray:
+        raise UsageError("--tune runs the search on Ray Tune: drop --no-ray (or --tune)")
     cfg = config_from_args(args)
     if args.tune:
         from protran_tune.workflows.tune import tune_profile
@@ -120,10 +136,25 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result.to_dict()))
     else:
-        mse = result.curve[-1]["test_mse"] if result.curve else {}
-        print(f"study {result.study_name}: {result.n_measured} measured, {result.n_failed} failed, "
-              f"{result.n_test} held out; stop: {result.stop_reason}; "
-              f"test MSE " + ", ".join(f"{k} {v:.4g}" for k, v in mse.items()))
-        if result.report_dir:
-            print(f"report: {result.report_dir}")
-    return 1 if result.n_measured == 0 and result.n_failed > 0 else 0
+        print("\n".join(summary_lines(result, cfg.threshold)))
+    if result.message:
+        print(f"protran-tune profile: stopped: {result.message}", file=sys.stderr)
+    return 1 if result.stop_reason == "failures" or (result.n_measured == 0 and result.n_failed > 0) else 0
+
+
+def summary_lines(result: Any, threshold: float) -> list[str]:
+    """The final summary: counts, stop reason, held-out error, then what the numbers are and the report."""
+    from protran_tune.workflows.report_bridge import format_samples_to_convergence
+
+    if result.curve:
+        mse = ", ".join(f"{k} {v:.4g}" for k, v in result.curve[-1]["test_mse"].items())
+        error = (f"held-out test MSE (normalised) {mse}, threshold {threshold:g}; samples to convergence "
+                 f"{format_samples_to_convergence(result.samples_to_convergence)}")
+    else:
+        error = "no held-out test MSE (it needs 4 measured and 2 held-out architectures)"
+    lines = [f"study {result.study_name}: {result.n_measured} measured, {result.n_failed} failed, {result.n_test} "
+             f"held out; stop: {result.stop_reason}; {error}"]
+    lines += [f"note: {note}" for note in result.notes]
+    if result.report_dir:
+        lines.append(f"report: {result.report_dir}")
+    return lines

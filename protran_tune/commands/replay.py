@@ -10,11 +10,10 @@ from typing import Any
 
 from protran_tune.objectives.targets import HARDWARE_TARGETS
 
-REGRESSORS = ("gp", "dt", "bdt", "boshnas", "protran-adaboost", "ensemble")
-
 
 def register(subparsers: Any) -> None:
     from protran_tune.objectives.scoring import NORMALISERS
+    from protran_tune.surrogates import available_surrogates
     from protran_tune.workflows.replay import STRATEGIES
 
     p = subparsers.add_parser(
@@ -29,8 +28,9 @@ def register(subparsers: Any) -> None:
                         "file: a table (.jsonl), a ProTran measurement file or NAS-Bench-BERT's BERT_benchmark.json")
     p.add_argument("--targets", default=",".join(HARDWARE_TARGETS),
                    help=f"comma-separated metrics of the table to learn (default {','.join(HARDWARE_TARGETS)}; e.g. glue,qnli)")
-    p.add_argument("--surrogate", "--regressor", dest="regressor", choices=REGRESSORS, default="bdt",
-                   help="surrogate (--regressor is an alias)")
+    p.add_argument("--surrogate", "--regressor", dest="regressor", choices=available_surrogates(), default="bdt",
+                   metavar="NAME",
+                   help=f"surrogate: {', '.join(available_surrogates())} (default bdt; --regressor is an alias)")
     p.add_argument("--acquisition", "--strategy", dest="strategy", choices=STRATEGIES, default="uncertainty",
                    help="query rule: largest normalised std, integrated variance reduction (gp), or random "
                         "(--strategy is an alias)")
@@ -93,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
         budget=args.budget, test_fraction=args.test_fraction, seed=args.seed, batch_size=args.batch_size,
         candidates=args.candidates, threshold=args.threshold, normaliser=args.normaliser, patience=args.patience,
         density_weight=args.density_weight,
-        regressor_params=parse_options(args.regressor_param, "--regressor-param"),
+        regressor_params=parse_options(args.regressor_param, "--surrogate-param"),
     )
     config.validate()
     out = check_output_path(args.out, "--out")

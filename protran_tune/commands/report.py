@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from typing import Any
 
@@ -38,29 +37,20 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(func=run)
 
 
-def _options(items: list[str]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise UsageError(f"--option must be KEY=VALUE, got {item!r}")
-        try:
-            out[key] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key] = value
-    return out
-
-
 def run(args: argparse.Namespace) -> int:
+    from protran_tune.commands._common import parse_options
+    from protran_tune.errors import check_output_dir
     from protran_tune.reporting import build_report
 
     if args.traces_per_platform < 0:
         raise UsageError(f"--traces-per-platform must be >= 0, got {args.traces_per_platform}")
-    options = _options(args.option)
+    options = parse_options(args.option, "--option")
     options.setdefault("traces_per_platform", args.traces_per_platform)
     if args.trace_arch:
         options["trace_archs"] = ",".join(args.trace_arch)
-    result = build_report(resolve_measurement_files(args.measurements), args.out, baseline=args.baseline, sections=args.section, options=options)
+    out = check_output_dir(args.out, "--out")
+    result = build_report(resolve_measurement_files(args.measurements), out, baseline=args.baseline,
+                          sections=args.section, options=options)
     print(f"report: {len(result.figures)} figure(s), {len(result.sections)} section(s); summary {result.summary}",
           file=sys.stderr)
     return 0

@@ -40,7 +40,7 @@ def table_from_records(paths: Sequence[str | Path], *, name: str, meta: dict[str
     groups: dict[str, list[Any]] = {}
     archs: dict[str, Architecture] = {}
     for path in paths:
-        for rec in read_records(path):
+        for _, rec in read_records(path):
             if rec.get("status") != "ok" or rec.get("measurement") is None:
                 continue
             arch = Architecture.from_dict(rec["architecture"])

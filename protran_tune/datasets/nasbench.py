@@ -63,11 +63,12 @@ def architecture_from_config(hidden: int, encoder_layers: Iterable[Mapping[str, 
     return Architecture(tuple(layers))
 
 
+
 def config_from_architecture(arch: Architecture) -> dict[str, Any]:
     """Inverse of :func:`architecture_from_config`: ``{"hidden_size", "nas_config": {"encoder_layers"}}``.
 
-    ``ValueError`` if ``arch`` is outside NAS-Bench-BERT's form (one hidden size, one op per layer,
-    a feed-forward stack of equal widths).
+    ``ValueError`` if ``arch`` is outside NAS-Bench-BERT's form (one hidden size, one op per layer, a
+    feed-forward stack of equal widths).
     """
     if len(set(arch.hidden_sizes)) != 1:
         raise ValueError(f"NAS-Bench-BERT architectures have one hidden size, got {arch.hidden_sizes}")

@@ -285,8 +285,14 @@ def write_table(table: Table, path: str | Path) -> Path:
 
     path = check_output_path(path)
     tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("w") as fh:
-        for row in table.rows():
-            fh.write(json.dumps(row, sort_keys=False) + "\n")
+    try:
+        with tmp.open("w") as fh:
+            for row in table.rows():
+                fh.write(json.dumps(row, sort_keys=False) + "\n")
+    except BaseException as exc:  # a full disk, an interrupt: no half-written file left behind
+        tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError) and exc.filename is None:
+            raise OSError(exc.errno, exc.strerror, str(path)) from None  # name the file the user gave
+        raise
     tmp.replace(path)
     return path

@@ -18,7 +18,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from protran_tune.objectives.providers import ObjectiveProvider, ObjectiveValues, _values
+from protran_tune.objectives.providers import ObjectiveProvider, ObjectiveValues, PredictedObjective, _values
 from protran_tune.objectives.targets import GLUE_TASKS, get_target
 from protran_tune.space import Architecture, get_space
 
@@ -76,21 +76,15 @@ class NasBenchBertAccuracy(ObjectiveProvider):
         idx = np.arange(len(self.table)) if rows is None else np.asarray(rows, dtype=np.int64)
         self.rows = idx
         Y = self.table.values(self.targets)[idx]
-        self.offset, self.scale = Y.mean(0), np.maximum(Y.std(0), 1e-9)
+        offset, scale = Y.mean(0), np.maximum(Y.std(0), 1e-9)
         self.model = surrogate if surrogate is not None else default_accuracy_surrogate(seed)
         sp = get_space("flexibert2")
-        self.model.fit(np.stack([sp.embed(self.table.archs[i]) for i in idx]), (Y - self.offset) / self.scale)
+        self.model.fit(np.stack([sp.embed(self.table.archs[i]) for i in idx]), (Y - offset) / scale)
+        self.predictor = PredictedObjective(self.model, self.targets, scale, "nas-bench-bert", offset=offset)
 
     def evaluate(self, archs: Sequence[Architecture]) -> ObjectiveValues:
-        sp = get_space("flexibert2")
-        inside_space = np.array([sp.contains(a) for a in archs], dtype=bool)
-        mean = np.full((len(archs), len(self.targets)), np.nan)
-        std = np.full_like(mean, np.nan)
-        if inside_space.any():
-            X = np.stack([sp.embed(a) for a, ok in zip(archs, inside_space) if ok])
-            mu, sd = self.model.predict(X, return_std=True)
-            mean[inside_space] = np.asarray(mu).reshape(len(X), -1) * self.scale + self.offset
-            std[inside_space] = np.asarray(sd).reshape(len(X), -1) * self.scale
+        v = self.predictor.evaluate(archs)
+        mean, std, inside_space = v.mean, v.std, v.in_domain
         details: list[dict[str, Any]] = []
         in_domain = np.zeros(len(archs), dtype=bool)
         for i, (arch, ok) in enumerate(zip(archs, inside_space)):

@@ -115,33 +115,35 @@ class MeasuredHardware(ObjectiveProvider):
         self.workload = workload or Workload(batch_size=1, seq_len=128)
         self.targets = _checked_targets(targets, self._AVAILABLE, f"platform {getattr(self.platform, 'name', platform)!r}")
 
-    def measure_one(self, arch: Architecture) -> tuple[list[float], str, dict[str, Any]]:
-        """Values of one architecture (NaN where unavailable), its source and the measurement record."""
+    def measure_one(self, arch: Architecture) -> tuple[list[float], dict[str, str], dict[str, Any]]:
+        """Values of one architecture (NaN where unavailable), the source of each and the measurement record."""
         from protran_tune.platforms.base import MeasurementError
 
         try:
             m = self.platform.measure(arch, self.workload)
         except MeasurementError as exc:
-            return [math.nan] * len(self.targets), "failed", {"error": f"{type(exc).__name__}: {exc}"}
+            return [math.nan] * len(self.targets), {}, {"error": f"{type(exc).__name__}: {exc}"}
         values = {**m.objectives(), "energy_above_idle_j": m.energy_above_idle_per_sequence_j}
         row = [math.nan if values[t] is None else float(values[t]) for t in self.targets]
         missing = {t: m.unavailable.get(t, "not measured") for t, v in zip(self.targets, row) if not math.isfinite(v)}
         detail: dict[str, Any] = {"measurement": m.to_dict(include_trace=False)}
         if missing:
             detail["error"] = f"unavailable on {m.platform}: {missing}"
-        return row, m.source, detail
+        # latency is timed on the device; energy and power come from the platform's meter (maybe a model)
+        sources = {t: "measured:timer" if t == "latency_s" else m.source for t in self.targets}
+        return row, sources, detail
 
     def evaluate(self, archs: Sequence[Architecture]) -> ObjectiveValues:
-        rows, details, sources = [], [], set()
+        rows, details, sources = [], [], {t: set() for t in self.targets}
         for arch in archs:
-            row, source, detail = self.measure_one(arch)
+            row, src, detail = self.measure_one(arch)
             rows.append(row)
             details.append(detail)
-            if source != "failed":
-                sources.add(source)
+            for t, value in src.items():
+                sources[t].add(value)
         mean = np.asarray(rows, dtype=np.float64).reshape(len(archs), len(self.targets))
-        src = ", ".join(sorted(sources)) or "failed"
-        return _values(self.targets, mean, None, {t: src for t in self.targets}, details=details)
+        return _values(self.targets, mean, None, {t: ", ".join(sorted(v)) or "failed" for t, v in sources.items()},
+                       details=details)
 
 
 # --------------------------------------------------------------------------- pool
@@ -212,14 +214,17 @@ class PredictedObjective(ObjectiveProvider):
         scale: ``(k,)`` the surrogate was fitted on ``Y / scale``.
         source: where it was learned (``table:protran-nasbench:h200``, ``study:h200``, ``mlflow:runs:/...``).
         space: design space of the embeddings.
+        offset: ``(k,)`` added after scaling (the surrogate was fitted on ``(Y - offset) / scale``).
     """
 
     kind = "predicted"
 
-    def __init__(self, surrogate: Any, targets: Sequence[str], scale: Any, source: str, space: str = "flexibert2") -> None:
+    def __init__(self, surrogate: Any, targets: Sequence[str], scale: Any, source: str, space: str = "flexibert2",
+                 offset: Any = 0.0) -> None:
         self.surrogate = surrogate
         self.targets = tuple(get_target(t).name for t in targets)
         self.scale = np.broadcast_to(np.asarray(scale, dtype=np.float64), (len(self.targets),)).copy()
+        self.offset = np.broadcast_to(np.asarray(offset, dtype=np.float64), (len(self.targets),)).copy()
         self.source = source
         self.space = space
 
@@ -231,7 +236,7 @@ class PredictedObjective(ObjectiveProvider):
         if inside.any():
             X = np.stack([sp.embed(a) for a, ok in zip(archs, inside) if ok])
             mu, sd = self.surrogate.predict(X, return_std=True)
-            mean[inside] = np.asarray(mu).reshape(len(X), -1) * self.scale
+            mean[inside] = np.asarray(mu).reshape(len(X), -1) * self.scale + self.offset
             std[inside] = np.asarray(sd).reshape(len(X), -1) * self.scale
         details = [{} if ok else {"error": f"outside the design space {self.space!r}"} for ok in inside]
         return _values(self.targets, mean, std, {t: f"predicted:{self.source}" for t in self.targets}, inside, details)
@@ -251,7 +256,8 @@ class PredictedObjective(ObjectiveProvider):
         if len(archs) < 2:
             raise ValueError(f"need at least 2 architectures to fit a predictor, got {len(archs)}")
         scale = np.maximum(np.abs(Y).max(0), 1e-30)
-        model = make_surrogate(surrogate, random_state=seed, **params) if isinstance(surrogate, str) else surrogate
+        model = (make_surrogate(surrogate, random_state=seed, default_space=space, **params) if isinstance(surrogate, str)
+                 else surrogate)
         sp = get_space(space)
         model.fit(np.stack([sp.embed(a) for a in archs]), Y / scale)
         return cls(model, targets, scale, source, space)

@@ -7,6 +7,7 @@ from protran_tune.platforms.base import (
     Workload,
     available_platforms,
     get_platform,
+    platform_class,
     register_platform,
 )
 from protran_tune.platforms.measurement import MODES, Measurement
@@ -23,7 +24,8 @@ from protran_tune.platforms.replay import ReplayPlatform  # registers "replay" (
 
 __all__ = [
     "Measurement", "MODES", "Platform", "Workload", "MeasurementError", "SensorUnavailableError",
-    "available_platforms", "get_platform", "register_platform", "Meter", "ModelledCPUMeter", "PowerRecorder",
+    "available_platforms", "get_platform", "platform_class", "register_platform", "Meter", "ModelledCPUMeter",
+    "PowerRecorder",
     "TorchPlatform", "CPUPlatform", "CUDAPlatform", "JetsonPlatform", "ApplePlatform", "RaspberryPiINA219Platform",
     "ReplayPlatform",
 ]

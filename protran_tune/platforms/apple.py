@@ -3,21 +3,17 @@
 ``powermetrics --samplers cpu_power,gpu_power -i <ms> -f plist`` writes one property list per
 interval, separated by NUL bytes. Each holds ``elapsed_ns`` and a ``processor`` dictionary with
 ``cpu_power``, ``gpu_power``, ``ane_power`` and ``combined_power`` (mW, averaged over the interval)
-and ``cpu_energy``, ``gpu_energy``, ``ane_energy`` (mJ in the interval). The text format (no ``-f``)
-prints ``CPU Power: 1203 mW``, ``GPU Power: 40 mW``, ``ANE Power: 0 mW`` and
-``Combined Power (CPU + GPU + ANE): 1243 mW`` under a header ``*** Sampled system activity (...)
-(102.35ms elapsed) ***``. Both are parsed. Each sample is the interval's mean power; there is no
-cumulative counter, so energy is integrated from samples (interval 100 ms by default). Figures cover
-CPU, GPU and ANE of the SoC, not DRAM or the rest of the board.
+and ``cpu_energy``, ``gpu_energy``, ``ane_energy`` (mJ in the interval). Each sample is the interval's
+mean power; there is no cumulative counter, so energy is integrated from samples (interval 100 ms by
+default). Figures cover CPU, GPU and ANE of the SoC, not DRAM or the rest of the board.
 """
 
 from __future__ import annotations
 
 import plistlib
-import re
 import time
 from dataclasses import dataclass
-from typing import IO, Any, Iterator, Sequence
+from typing import IO, Any, Sequence
 
 from protran_tune.platforms.meters import StreamingToolMeter
 
@@ -52,37 +48,6 @@ def parse_powermetrics_plist(data: bytes) -> PowermetricsSample:
     ane = float(proc.get("ane_power", 0.0)) / 1000
     combined = float(proc["combined_power"]) / 1000 if "combined_power" in proc else cpu + gpu + ane
     return PowermetricsSample(elapsed, cpu, gpu, ane, combined)
-
-
-def split_plist_stream(data: bytes) -> Iterator[bytes]:
-    """The plist documents of a NUL-separated powermetrics stream."""
-    for chunk in data.split(b"\0"):
-        if chunk.strip():
-            yield chunk
-
-
-_HEADER_RE = re.compile(r"\*\*\* Sampled system activity .*?\(([\d.]+)ms elapsed\) \*\*\*")
-_LINE_RE = {
-    "cpu": re.compile(r"^CPU Power:\s*([\d.]+)\s*mW", re.M),
-    "gpu": re.compile(r"^GPU Power:\s*([\d.]+)\s*mW", re.M),
-    "ane": re.compile(r"^ANE Power:\s*([\d.]+)\s*mW", re.M),
-    "combined": re.compile(r"^Combined Power \(CPU \+ GPU \+ ANE\):\s*([\d.]+)\s*mW", re.M),
-}
-
-
-def parse_powermetrics_text(text: str) -> list[PowermetricsSample]:
-    """Samples of the text output (one per ``*** Sampled system activity`` block)."""
-    out = []
-    headers = list(_HEADER_RE.finditer(text))
-    for i, h in enumerate(headers):
-        block = text[h.end(): headers[i + 1].start() if i + 1 < len(headers) else len(text)]
-        vals = {k: (float(m.group(1)) / 1000 if (m := r.search(block)) else None) for k, r in _LINE_RE.items()}
-        if vals["cpu"] is None and vals["combined"] is None:
-            continue
-        cpu, gpu, ane = vals["cpu"] or 0.0, vals["gpu"] or 0.0, vals["ane"] or 0.0
-        combined = vals["combined"] if vals["combined"] is not None else cpu + gpu + ane
-        out.append(PowermetricsSample(float(h.group(1)) / 1000, cpu, gpu, ane, combined))
-    return out
 
 
 class PowermetricsMeter(StreamingToolMeter):

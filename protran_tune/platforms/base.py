@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import abc
 from dataclasses import asdict, dataclass
-from typing import Any, Callable, ClassVar, TypeVar
+from typing import Any, Callable, ClassVar, Sequence, TypeVar
 
 from protran_tune.platforms.measurement import MODES, Measurement
 from protran_tune.space import Architecture
@@ -79,6 +79,12 @@ class Platform(abc.ABC):
         """Facts about the device and its sensors (recorded with results)."""
         return {"platform": self.name}
 
+    @classmethod
+    def pool(cls, **options: Any) -> Sequence[Architecture] | None:
+        """The architectures this platform can measure when built with ``options``, if that is a
+        finite set (``replay``: the records of its file); ``None``, the default: any architecture."""
+        return None
+
     def close(self) -> None:
         """Release sensors and background threads."""
 
@@ -110,9 +116,14 @@ def available_platforms() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def get_platform(name: str, **options: Any) -> Platform:
-    """Build a registered platform; ``ValueError`` lists the known names."""
+def platform_class(name: str) -> Callable[..., Platform]:
+    """The class (or factory) registered as ``name``; ``ValueError`` lists the known names."""
     _load_builtin_platforms()
     if name not in _REGISTRY:
         raise ValueError(f"unknown platform {name!r}: known platforms are {sorted(_REGISTRY)}")
-    return _REGISTRY[name](**options)
+    return _REGISTRY[name]
+
+
+def get_platform(name: str, **options: Any) -> Platform:
+    """Build a registered platform; ``ValueError`` lists the known names."""
+    return platform_class(name)(**options)

@@ -39,6 +39,7 @@ import math
 import sys
 import time
 from collections import deque
+from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
 import numpy as np
@@ -251,8 +252,6 @@ def measure_model(
     Raises:
         MeasurementError: out of memory (at build, batch search or run) or a sensor failure.
     """
-    import torch
-
     t_begin = time.perf_counter()
     dev = _Device(device)
     idle_window_s = meter.min_window_s if idle_window_s is None else float(idle_window_s)
@@ -260,75 +259,86 @@ def measure_model(
     if idle_window_s <= 0 or energy_window_s <= 0:
         raise ValueError(f"idle_window_s and energy_window_s must be positive, got {idle_window_s}, {energy_window_s}")
     recorder = PowerRecorder(meter)
+    info: dict[str, Any] = dict(meta or {})
+    options = _RunOptions(idle_window_s, energy_window_s, warmup_s, time_budget_s, max_auto_batch, auto_gain,
+                          n_classes, cuda_graph)
+    run = _run_protocol(build, workload, dev, recorder, options, info)
+    return _measurement(run, recorder, meter, workload, dev, info, platform=platform, trace_limit=trace_limit,
+                        t_begin=t_begin)
+
+
+@dataclass(frozen=True)
+class _RunOptions:
+    """The protocol's settings (see :func:`measure_model`): windows and budgets in seconds."""
+
+    idle_window_s: float
+    energy_window_s: float
+    warmup_s: float
+    time_budget_s: float
+    max_auto_batch: int
+    auto_gain: float
+    n_classes: int
+    cuda_graph: bool
+
+
+@dataclass(frozen=True)
+class _Run:
+    """What one run of the protocol observed: the batch size, the timed iterations, and the phases'
+    boundaries on ``time.perf_counter`` (s)."""
+
+    batch: int
+    times: list[float]
+    stopped_by: str
+    n_warm: int
+    n_win: int
+    t_idle0: float
+    t_idle1: float
+    t_warm: float
+    t_lat: float
+    t_win0: float
+    t_win1: float
+
+
+def _run_protocol(build: Callable[[], Any], workload: Workload, dev: _Device, recorder: PowerRecorder,
+                  options: _RunOptions, info: dict[str, Any]) -> _Run:
+    """Steps 1-6 with the power recorder running: build, idle window, batch size, warm-up, latency, energy
+    window. The recorder is stopped and the model freed whatever happens."""
+    import torch
+
     switch = sys.getswitchinterval()
     model = optimizer = None
-    info: dict[str, Any] = dict(meta or {})
     try:
         sys.setswitchinterval(0.0005)  # let the recorder thread timestamp counter updates promptly
         recorder.start()
         torch.manual_seed(workload.seed)
-        try:
-            model = build().to(dev.device)
-            model.train(workload.mode == "training")
-            if workload.mode == "training":
-                optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
-            dev.sync()
-        except Exception as exc:
-            if is_out_of_memory(exc):
-                raise MeasurementError(f"out of memory building the model: {str(exc).splitlines()[0]}") from None
-            raise
+        model, optimizer = _build(build, workload, dev)
         info["n_parameters"] = int(sum(p.numel() for p in model.parameters()))
         pass_labels = workload.mode == "training" and _accepts_labels(model)
         gen = torch.Generator().manual_seed(workload.seed)
 
         def inputs(batch: int) -> tuple[Any, Any]:
             ids = torch.randint(0, workload.vocab_size, (batch, workload.seq_len), generator=gen)
-            labels = torch.randint(0, n_classes, (batch,), generator=gen)
+            labels = torch.randint(0, options.n_classes, (batch,), generator=gen)
             return ids.to(dev.device), labels.to(dev.device)
 
-        # -- idle
         t_idle0 = time.perf_counter()
-        time.sleep(idle_window_s)
+        time.sleep(options.idle_window_s)
         t_idle1 = time.perf_counter()
-
-        # -- batch size
         batch = workload.batch_size
         if batch is None:
-            batch, info["auto_batch"] = _auto_batch(model, optimizer, workload, dev, inputs, pass_labels, max_auto_batch, auto_gain)
+            batch, info["auto_batch"] = _auto_batch(model, optimizer, workload, dev, inputs, pass_labels,
+                                                    options.max_auto_batch, options.auto_gain)
         ids, labels = inputs(batch)
         step = _make_step(model, optimizer, workload.mode, ids, labels, pass_labels)
-
         try:
-            # -- warm-up
             t_warm = time.perf_counter()
-            n_warm = 0
-            while n_warm < workload.warmup or time.perf_counter() - t_warm < warmup_s:
-                step()
-                n_warm += 1
-                if n_warm % 8 == 0 or n_warm >= workload.warmup:
-                    dev.sync()
-            dev.sync()
+            n_warm = _warm_up(step, workload, dev, options.warmup_s)
             info["execution"] = "eager"
-            if cuda_graph and dev.type == "cuda" and workload.mode == "inference":
+            if options.cuda_graph and dev.type == "cuda" and workload.mode == "inference":
                 step, info["execution"] = _capture_graph(model, ids, dev, step)
-            # -- latency
             t_lat = time.perf_counter()
-            times: list[float] = []
-            chunk, stopped_by = workload.min_repeats, "max_repeats"
-            while True:
-                times += dev.time_iterations(step, chunk)
-                ci = median_ci_rel(times)
-                if ci <= workload.target_ci_rel and len(times) >= workload.min_repeats:
-                    stopped_by = "ci"
-                    break
-                if len(times) >= workload.max_repeats:
-                    break
-                if time.perf_counter() - t_lat >= time_budget_s:
-                    stopped_by = "time_budget"
-                    break
-                chunk = min(workload.max_repeats - len(times), len(times))
-            # -- energy window
-            n_win, t_win0, t_win1 = dev.run_for(step, energy_window_s)
+            times, stopped_by = _time_latency(step, workload, dev, options.time_budget_s)
+            n_win, t_win0, t_win1 = dev.run_for(step, options.energy_window_s)
         except Exception as exc:
             if is_out_of_memory(exc):
                 raise MeasurementError(f"out of memory at batch size {batch}: {str(exc).splitlines()[0]}") from None
@@ -345,55 +355,118 @@ def measure_model(
         del model, optimizer
         gc.collect()
         dev.empty_cache()
+    return _Run(batch, times, stopped_by, n_warm, n_win, t_idle0, t_idle1, t_warm, t_lat, t_win0, t_win1)
 
-    latency, iqr = _stats(times)
-    unavailable: dict[str, str] = {}
-    busy_w, busy_how = recorder.mean_power(t_win0, t_win1)
-    batch_time = (t_win1 - t_win0) / n_win  # energy counted in the window / batches run in it
+
+def _build(build: Callable[[], Any], workload: Workload, dev: _Device) -> tuple[Any, Any]:
+    """Step 1: the model on the device in the workload's mode, and for training an AdamW optimiser."""
+    import torch
+
+    try:
+        model = build().to(dev.device)
+        model.train(workload.mode == "training")
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4) if workload.mode == "training" else None
+        dev.sync()
+    except Exception as exc:
+        if is_out_of_memory(exc):
+            raise MeasurementError(f"out of memory building the model: {str(exc).splitlines()[0]}") from None
+        raise
+    return model, optimizer
+
+
+def _warm_up(step: Callable[[], Any], workload: Workload, dev: _Device, warmup_s: float) -> int:
+    """Step 4: ``workload.warmup`` iterations and at least ``warmup_s`` seconds; returns the iterations run."""
+    t_warm = time.perf_counter()
+    n_warm = 0
+    while n_warm < workload.warmup or time.perf_counter() - t_warm < warmup_s:
+        step()
+        n_warm += 1
+        if n_warm % 8 == 0 or n_warm >= workload.warmup:
+            dev.sync()
+    dev.sync()
+    return n_warm
+
+
+def _time_latency(step: Callable[[], Any], workload: Workload, dev: _Device, time_budget_s: float) -> tuple[list[float], str]:
+    """Step 5: seconds of each timed iteration, in chunks until the median's CI is tight enough, and
+    what stopped the loop (``ci``, ``max_repeats`` or ``time_budget``)."""
+    t_lat = time.perf_counter()
+    times: list[float] = []
+    chunk = workload.min_repeats
+    while True:
+        times += dev.time_iterations(step, chunk)
+        if median_ci_rel(times) <= workload.target_ci_rel and len(times) >= workload.min_repeats:
+            return times, "ci"
+        if len(times) >= workload.max_repeats:
+            return times, "max_repeats"
+        if time.perf_counter() - t_lat >= time_budget_s:
+            return times, "time_budget"
+        chunk = min(workload.max_repeats - len(times), len(times))
+
+
+def _energy_window(run: _Run, recorder: PowerRecorder, meter: Meter, unavailable: dict[str, str]) -> dict[str, Any]:
+    """Step 6: mean power over the energy window, the window's batch time, idle power and the spread of
+    sub-window powers (what a figure lacks goes into ``unavailable``)."""
+    busy_w, busy_how = recorder.mean_power(run.t_win0, run.t_win1)
+    batch_time = (run.t_win1 - run.t_win0) / run.n_win  # energy counted in the window / batches run in it
     if meter.measures_idle:
-        idle_w, idle_how = recorder.mean_power(t_idle0, t_idle1)
+        idle_w, idle_how = recorder.mean_power(run.t_idle0, run.t_idle1)
         energy_above = (busy_w - idle_w) * batch_time
     else:
         idle_w, idle_how = None, None
         unavailable["idle_power_w"] = f"{meter.source} models active energy only: no idle draw"
         energy_above = busy_w * batch_time
-    n_updates = sum(1 for t, _ in recorder.counter if t_win0 <= t <= t_win1)
-    subs = recorder.sub_window_powers(t_win0, t_win1, n=max(3, min(8, n_updates // 3)))
+    n_updates = sum(1 for t, _ in recorder.counter if run.t_win0 <= t <= run.t_win1)
+    subs = recorder.sub_window_powers(run.t_win0, run.t_win1, n=max(3, min(8, n_updates // 3)))
     spread = None
     if len(subs) >= 3 and np.median(subs) > 0:
         q1, q3 = np.percentile(subs, [25, 75])
         spread = float((q3 - q1) / np.median(subs))
     else:
         unavailable["energy_spread_rel"] = "too few counter updates or samples in the energy window"
-    run_samples = recorder.samples_between(t_warm, t_win1)
+    return {"busy_w": busy_w, "busy_how": busy_how, "batch_time": batch_time, "idle_w": idle_w,
+            "idle_how": idle_how, "energy_above": energy_above, "n_updates": n_updates, "subs": subs,
+            "spread": spread}
+
+
+def _measurement(run: _Run, recorder: PowerRecorder, meter: Meter, workload: Workload, dev: _Device,
+                 info: dict[str, Any], *, platform: str, trace_limit: int, t_begin: float) -> Measurement:
+    """Steps 5-7 as a :class:`Measurement`: latency statistics, energy, peak power and the power trace
+    (``t_begin``: ``time.perf_counter()`` when the measurement began)."""
+    import torch
+
+    latency, iqr = _stats(run.times)
+    unavailable: dict[str, str] = {}
+    e = _energy_window(run, recorder, meter, unavailable)
+    run_samples = recorder.samples_between(run.t_warm, run.t_win1)
     if run_samples:
         peak = max(w for _, w in run_samples)
     else:
         peak = None
         unavailable["peak_power_w"] = f"no power sample during the run (sample interval {meter.sample_interval_s} s)"
-    trace = _thin([(t - t_idle0, w) for t, w in recorder.samples_between(t_idle0, t_win1)], trace_limit)
-    phases = {
-        "idle": [0.0, t_idle1 - t_idle0],
-        "warmup": [t_warm - t_idle0, t_lat - t_idle0],
-        "latency": [t_lat - t_idle0, t_win0 - t_idle0],
-        "energy_window": [t_win0 - t_idle0, t_win1 - t_idle0],
-    }
+    t0 = run.t_idle0
+    trace = _thin([(t - t0, w) for t, w in recorder.samples_between(t0, run.t_win1)], trace_limit)
     info.update(
         {
             "meter": meter.describe(),
-            "stopped_by": stopped_by,
-            "warmup_iterations": n_warm,
+            "stopped_by": run.stopped_by,
+            "warmup_iterations": run.n_warm,
             "energy_window": {
-                "seconds": t_win1 - t_win0,
-                "iterations": n_win,
-                "batch_time_s": batch_time,
-                "mean_power_w": busy_w,
-                "method": busy_how,
-                "counter_updates": n_updates,
-                "sub_window_power_w": subs,
+                "seconds": run.t_win1 - run.t_win0,
+                "iterations": run.n_win,
+                "batch_time_s": e["batch_time"],
+                "mean_power_w": e["busy_w"],
+                "method": e["busy_how"],
+                "counter_updates": e["n_updates"],
+                "sub_window_power_w": e["subs"],
             },
-            "idle_window": {"seconds": t_idle1 - t_idle0, "method": idle_how},
-            "phases": phases,
+            "idle_window": {"seconds": run.t_idle1 - run.t_idle0, "method": e["idle_how"]},
+            "phases": {
+                "idle": [0.0, run.t_idle1 - t0],
+                "warmup": [run.t_warm - t0, run.t_lat - t0],
+                "latency": [run.t_lat - t0, run.t_win0 - t0],
+                "energy_window": [run.t_win0 - t0, run.t_win1 - t0],
+            },
             "torch": torch.__version__,
             "n_power_samples": len(recorder.samples),
         }
@@ -404,26 +477,11 @@ def measure_model(
     if not meter.measures_idle and hasattr(meter, "model"):
         info["energy_model"] = meter.model()
     return Measurement(
-        platform=platform,
-        device=dev.name(),
-        mode=workload.mode,
-        batch_size=batch,
-        seq_len=workload.seq_len,
-        repeats=len(times),
-        latency_s=latency,
-        latency_iqr_s=iqr,
-        latency_ci_rel=median_ci_rel(times),
-        source=meter.source,
-        energy_j=busy_w * batch_time,
-        energy_above_idle_j=energy_above,
-        idle_power_w=idle_w,
-        peak_power_w=peak,
-        mean_power_w=busy_w,
-        energy_spread_rel=spread,
-        power_trace=tuple(trace),
-        unavailable=unavailable,
-        meta=info,
-        wall_time_s=time.perf_counter() - t_begin,
+        platform=platform, device=dev.name(), mode=workload.mode, batch_size=run.batch, seq_len=workload.seq_len,
+        repeats=len(run.times), latency_s=latency, latency_iqr_s=iqr, latency_ci_rel=median_ci_rel(run.times),
+        source=meter.source, energy_j=e["busy_w"] * e["batch_time"], energy_above_idle_j=e["energy_above"],
+        idle_power_w=e["idle_w"], peak_power_w=peak, mean_power_w=e["busy_w"], energy_spread_rel=e["spread"],
+        power_trace=tuple(trace), unavailable=unavailable, meta=info, wall_time_s=time.perf_counter() - t_begin,
     )
 
 

@@ -30,8 +30,13 @@ class ReplayPlatform(Platform):
     """
 
     def __init__(self, dataset: str | Path | RecordedDataset, space: str = "flexibert2", on_error: str = "raise") -> None:
-        self.dataset = dataset if isinstance(dataset, RecordedDataset) else load_recorded(dataset, space, on_error)
+        self.dataset = dataset if isinstance(dataset, RecordedDataset) else load_recorded(_file_of(dataset), space, on_error)
         self.queries = 0
+
+    @classmethod
+    def pool(cls, **options: Any) -> tuple[Architecture, ...]:
+        """The architectures of the recorded file (what ``profile`` proposes from)."""
+        return cls(**options).dataset.archs
 
     @property
     def source(self) -> str:
@@ -81,3 +86,10 @@ class ReplayPlatform(Platform):
         if i is None:
             raise MeasurementError(f"{self.source}: architecture {arch.content_hash()} is not in the recorded file")
         return self.measure_index(i, workload)
+
+
+def _file_of(dataset: str | Path) -> Path:
+    """The file of a shipped ProTran dataset name (``protran:cpu_rpi``), or the path as given."""
+    from protran_tune.datasets import DATASETS, dataset_path
+
+    return dataset_path(str(dataset)) if str(dataset) in DATASETS else Path(dataset)

@@ -9,6 +9,8 @@ Built in:
   :func:`compare_platforms`, :func:`plot_comparison`.
 * :mod:`~protran_tune.reporting.data` - reads our JSON-lines records and the original ProTran
   ``results_*.json`` files into per-platform datasets: :func:`load_measurements`.
+* :mod:`~protran_tune.reporting.quality` - what the numbers are: modelled or replayed energy and power,
+  missing quantities, latencies that missed their precision target: :func:`measurement_notes`.
 * :mod:`~protran_tune.reporting.report` - the section list and :func:`build_report`.
 
 Adding a section (learning curves, Figs. 6/7; pairwise distances, Fig. 5; Pareto fronts)
@@ -27,8 +29,8 @@ Adding a section (learning curves, Figs. 6/7; pairwise distances, Fig. 5; Pareto
        from protran_tune.reporting.report import register_section
        register_section("learning-curves", learning_section, order=60)
 
-   ``order`` places it (20 power traces, 40 platform comparison, 50 pairwise distances, 60 learning
-   curves, 80 Pareto fronts). :func:`build_report` imports every module of this package, so nothing else
+   ``order`` places it (10 what the numbers are, 20 power traces, 40 platform comparison, 50 pairwise
+   distances, 60 learning curves, 80 Pareto fronts). :func:`build_report` imports every module of this package, so nothing else
    needs to change; ``protran-tune report --section NAME`` runs a subset.
 
 Example::
@@ -47,6 +49,7 @@ from protran_tune.reporting.data import (
     load_measurements,
 )
 from protran_tune.reporting.power import plot_power_trace, select_traces
+from protran_tune.reporting.quality import measurement_notes
 from protran_tune.reporting.report import (
     SECTIONS,
     Figure,
@@ -61,6 +64,6 @@ from protran_tune.reporting.report import (
 __all__ = [
     "METRICS", "PlatformData", "LoadedMeasurements", "load_measurement_file", "load_measurements",
     "Comparison", "compare_platforms", "geometric_mean", "plot_comparison", "plot_power_trace",
-    "select_traces", "SECTIONS", "Figure", "Section", "ReportContext", "ReportResult", "build_report",
-    "register_section", "section_names",
+    "select_traces", "measurement_notes", "SECTIONS", "Figure", "Section", "ReportContext", "ReportResult",
+    "build_report", "register_section", "section_names",
 ]

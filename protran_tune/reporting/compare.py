@@ -172,14 +172,14 @@ def comparison_table(comparison: Comparison) -> str:
 
 
 def comparison_section(ctx: "ReportContext") -> "Section | None":
-    """Report section: the normalised comparison (baseline ``ctx.baseline`` or the first dataset)."""
+    """Report section: the normalised comparison (baseline ``ctx.baseline`` or the first dataset); ``None`` for a
+    single platform."""
     from protran_tune.reporting.report import Figure, Section
 
     datasets = ctx.measurements.datasets
+    if len(datasets) < 2:  # nothing to compare (e.g. the report of one profile run): leave the section out
+        return None
     section = Section("Platforms relative to a baseline (Fig. 4)")
-    if len(datasets) < 2:
-        section.text = f"Only one platform ({datasets[0].label}): give two or more to compare."
-        return section
     baseline = ctx.baseline or datasets[0].label
     if not set.intersection(*(set(d.values) for d in datasets)):
         section.text = (f"No architecture was measured on all of {[d.label for d in datasets]}: give files "

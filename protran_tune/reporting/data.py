@@ -2,7 +2,7 @@
 
 Two formats are read:
 
-* **records** (``protran-tune measure`` / :class:`~protran_tune.platforms.pool.PlatformPool` output):
+* **records** (``protran-tune measure`` / :class:`~protran_tune.cluster.pool.PlatformPool` output):
   one JSON object per line with ``arch_hash``, ``platform``, ``status`` and ``measurement``
   (:meth:`Measurement.to_dict`). Failed records are counted and left out. One file may hold several
   platforms or modes; each becomes its own dataset, labelled ``<platform>`` (``<platform>:training``
@@ -132,18 +132,12 @@ def _load_protran(path: Path, data: Mapping[str, Any]) -> PlatformData:
     return PlatformData(label=device, path=path, kind="protran", values=values, info=info)
 
 
-def _load_records(path: Path, lines: Iterable[str]) -> list[PlatformData]:
+def _load_records(path: Path) -> list[PlatformData]:
+    from protran_tune.platforms.records import read_records
+
     groups: dict[str, dict[str, Any]] = {}
-    for lineno, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
+    for lineno, record in read_records(path, repair=False, require=("status",)):  # reports never repair
         where = f"{path}:{lineno}"
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{where}: not JSON ({exc.msg})") from None
-        if not isinstance(record, dict) or not isinstance(record.get("arch_hash"), str) or "status" not in record:
-            raise ValueError(f"{where}: not a measurement record (needs 'arch_hash' and 'status')")
         platform = record.get("platform") or "unknown"
         mode = (record.get("workload") or {}).get("mode", "inference")
         if record["status"] != "ok" or record.get("measurement") is None:
@@ -157,6 +151,7 @@ def _load_records(path: Path, lines: Iterable[str]) -> list[PlatformData]:
         label = m.platform if m.mode == "inference" else f"{m.platform}:{m.mode}"
         group = groups.setdefault(label, {"rows": {}, "measurements": [], "failed": 0})
         group["rows"].setdefault(record["arch_hash"], []).append(m.objectives())
+        group.setdefault("target_ci_rel", set()).add((record.get("workload") or {}).get("target_ci_rel"))
         group["measurements"].append((record["arch_hash"], m))
     datasets = []
     for label, group in groups.items():
@@ -174,6 +169,8 @@ def _load_records(path: Path, lines: Iterable[str]) -> list[PlatformData]:
             "source": ", ".join(sorted({m.source for m in ms})),
             "records": len(ms),
             "failed": group["failed"],
+            # the latency precision asked for (relative 95% CI half-width), when all records asked the same
+            "target_ci_rel": next(iter(group["target_ci_rel"])) if len(group["target_ci_rel"]) == 1 else None,
         }
         datasets.append(PlatformData(label, path, "records", values, group["measurements"], info))
     if not datasets:
@@ -197,7 +194,7 @@ def load_measurement_file(path: str | Path) -> list[PlatformData]:
         if {"max_latency", "max_energy", "max_peak_power"} & set(whole):
             raise ValueError(f"{path}: a normaliser file (max values), not measurements")
         return [_load_protran(path, whole)]
-    return _load_records(path, text.splitlines())
+    return _load_records(path)
 
 
 def load_measurements(paths: Iterable[str | Path]) -> LoadedMeasurements:

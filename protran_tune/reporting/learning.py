@@ -68,23 +68,29 @@ def plot_learning_curves(
 
 
 def plot_predicted_vs_real(
-    result: Mapping[str, Any], path: str | Path, measures: Sequence[str] = MEASURES, title: str = ""
+    predictions: Mapping[str, Any], path: str | Path, measures: Sequence[str] = MEASURES, title: str = "",
+    units: Mapping[str, str] | None = None,
 ) -> Path:
-    """Fig. 7: predicted vs real (normalised) on the held-out test set, ±1σ bars; returns ``path``."""
+    """Fig. 7: predicted vs real on the held-out test set, ±1σ bars, one panel per measure; returns ``path``.
+
+    ``predictions``: ``y_true``, ``y_pred`` and ``y_std`` ``(n_test, len(measures))``: a replay result's
+    ``final_predictions`` (normalised values) or ``profile``'s ``predictions.json`` (physical units, named
+    per measure in ``units``; a measure without a unit reads "normalised").
+    """
     plt = pyplot()
 
-    final = result["final_predictions"]
-    y, mu, sd = (np.asarray(final[k], dtype=float) for k in ("y_true", "y_pred", "y_std"))
+    y, mu, sd = (np.asarray(predictions[k], dtype=float) for k in ("y_true", "y_pred", "y_std"))
     fig, axes = plt.subplots(1, len(measures), figsize=(4.0 * len(measures), 3.8), squeeze=False)
     for j, (ax, measure) in enumerate(zip(axes[0], measures)):
+        unit = (units or {}).get(measure, "normalised")
         err = sd[:, j] if np.isfinite(sd[:, j]).all() else None
         ax.errorbar(y[:, j], mu[:, j], yerr=err, fmt="o", ms=3, lw=0.6, alpha=0.8, capsize=0)
         lo, hi = float(min(y[:, j].min(), mu[:, j].min())), float(max(y[:, j].max(), mu[:, j].max()))
         ax.plot([lo, hi], [lo, hi], "k--", lw=0.8)
         mse = float(np.mean((mu[:, j] - y[:, j]) ** 2))
         ax.set_title(f"{measure}: test MSE {mse:.2g}")
-        ax.set_xlabel(f"real {measure} (normalised)")
-        ax.set_ylabel(f"predicted {measure} (normalised)")
+        ax.set_xlabel(f"real {measure} ({unit})")
+        ax.set_ylabel(f"predicted {measure} ({unit})")
         ax.grid(alpha=0.3)
     if title:
         fig.suptitle(title, fontsize=10)
@@ -104,7 +110,7 @@ def learning_section(ctx: Any) -> Any:
         c = r["config"]
         by_label.setdefault(f"{c['regressor']}/{c['strategy']}", []).append(r)
     fig6 = plot_learning_curves(by_label, ctx.figure_path("learning_curves.png"))
-    fig7 = plot_predicted_vs_real(results[0], ctx.figure_path("predicted_vs_real.png"))
+    fig7 = plot_predicted_vs_real(results[0]["final_predictions"], ctx.figure_path("predicted_vs_real.png"))
     lines = ["| run | samples | " + " | ".join(f"MSE {m}" for m in MEASURES) + " | samples to convergence |", "|---|---|---|---|---|---|"]
     for label, rs in by_label.items():
         for r in rs:

@@ -71,7 +71,8 @@ _ORDER: dict[str, float] = {}
 def register_section(name: str, builder: SectionBuilder, *, order: float = 100.0, replace: bool = False) -> None:
     """Add a section to every report; sections run and appear by ascending ``order``, then name.
 
-    Orders in use (the paper's figure order): 20 power traces (Figs. 2/3), 40 platform comparison
+    Orders in use (the paper's figure order): 10 what the numbers are (modelled, imprecise), 20 power
+    traces (Figs. 2/3), 40 platform comparison
     (Fig. 4); suggested: 50 pairwise distances (Fig. 5), 60 learning curves (Figs. 6/7), 80 Pareto
     fronts. ``replace=True`` swaps the builder of an existing name; otherwise a duplicate name is a
     ``ValueError``.

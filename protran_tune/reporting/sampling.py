@@ -157,21 +157,29 @@ def sampling_study(
                 "q1_worst_seed": float(min(q1s)), "q1_std_over_seeds": float(np.std(q1s)),
             }
         summary["methods"][m] = entry
-    summary["highest_q1"] = {}
+    summary["highest_q1"] = _highest_q1(summary["methods"], mappings, per_seed, len(seeds))
+    return summary, first
+
+
+def _highest_q1(methods: dict[str, Any], mappings: Mapping[str, Mapping[str, str]],
+                per_seed: Mapping[str, Mapping[str, list[dict[str, float]]]], n_seeds: int) -> dict[str, Any]:
+    """Per mapping and distance kind: the method of highest median Q1 and the seeds it won; also writes
+    each method's ``q1_ratio_to_baseline`` (to random sampling through the same mapping) into ``methods``."""
+    out: dict[str, Any] = {}
     for mapping, row in mappings.items():
-        summary["highest_q1"][mapping] = {}
+        out[mapping] = {}
         for kind in DISTANCES:
-            q1 = {name: summary["methods"][name][kind]["median_over_seeds"]["q1"] for name in row.values()}
+            q1 = {name: methods[name][kind]["median_over_seeds"]["q1"] for name in row.values()}
             base = q1[row["random"]] if "random" in row else None
             for name in row.values():
-                summary["methods"][name][kind]["q1_ratio_to_baseline"] = q1[name] / base if base else None
+                methods[name][kind]["q1_ratio_to_baseline"] = q1[name] / base if base else None
             best = max(q1, key=q1.__getitem__)
             wins = sum(
-                1 for s in range(len(seeds))
+                1 for s in range(n_seeds)
                 if max(row.values(), key=lambda name: per_seed[name][kind][s]["q1"]) == best
             )
-            summary["highest_q1"][mapping][kind] = {"method": best, "q1": q1[best], "seeds_won": wins, "of_seeds": len(seeds)}
-    return summary, first
+            out[mapping][kind] = {"method": best, "q1": q1[best], "seeds_won": wins, "of_seeds": n_seeds}
+    return out
 
 
 def plot_pairwise_distances(distances: Mapping[str, Mapping[str, np.ndarray]], path: str | Path, title: str = "") -> Path:

@@ -4,7 +4,9 @@
   (numpy/scipy only);
 * :class:`QMCArchitectureSampler` and :class:`LatinHypercubeSampler`, :class:`SobolSampler`,
   :class:`HaltonSampler`, :class:`HammerslySampler`, :class:`RandomArchitectureSampler`;
-* :class:`ActiveLearningSampler`: highest normalised surrogate uncertainty over a candidate pool.
+  :class:`PoolLatinHypercubeSampler` (the same seed, drawn from a fixed pool such as a recorded file);
+* :class:`ActiveLearningSampler`: highest normalised surrogate uncertainty over a candidate pool;
+* :class:`ParetoSampler`: multi-objective, hardware-aware NAS by expected hypervolume improvement.
 
 Names are imported lazily so that ``protran_tune.samplers.qmc`` works without Optuna.
 """
@@ -26,7 +28,9 @@ _EXPORTS = {
     "HaltonSampler": "protran_tune.samplers.qmc_sampler",
     "HammerslySampler": "protran_tune.samplers.qmc_sampler",
     "RandomArchitectureSampler": "protran_tune.samplers.qmc_sampler",
+    "PoolLatinHypercubeSampler": "protran_tune.samplers.qmc_sampler",
     "ActiveLearningSampler": "protran_tune.samplers.active_learning",
+    "ParetoSampler": "protran_tune.samplers.pareto",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -9,9 +9,11 @@ stores its parameter dict in the trial's system attrs (key :data:`PARAMS_ATTR`);
 architecture parameters: a name the chosen architecture does not have, or a value outside the
 distribution (the objective uses another space), is a ``ValueError``. Other parameters (a learning
 rate, say) go to ``independent_sampler`` (default: ``RandomSampler(seed)``, with a warning printed once,
-as Optuna's CmaEs and GP samplers do). The search space is a design space (parameters of
-:func:`~protran_tune.space.suggest_architecture`) or a named sub-space with its own parameters
-(:mod:`protran_tune.space.parameterization`, e.g. ``nas-bench-bert``).
+as Optuna's CmaEs and GP samplers do); a relative one (multivariate TPE, CMA-ES) samples them jointly
+through its relative search space, stripped of architecture parameters. ``sample_relative`` answers
+any search space it is given (Optuna's generic sampler tests pass explicit ones). The search space is a
+design space (parameters of :func:`~protran_tune.space.suggest_architecture`) or a named sub-space with
+its own parameters (:mod:`protran_tune.space.parameterization`, e.g. ``nas-bench-bert``).
 
 The architecture is also recorded as the user attr ``"architecture"`` (canonical JSON), which the
 dashboard shows. Everything lives in the storage, so any storage works (in-memory, RDB, journal),
@@ -78,11 +80,20 @@ def conform_params(arch: Architecture, fixed: Mapping[str, Any]) -> dict[str, An
     return out
 
 
-def trial_architecture(trial: "FrozenTrial", space: Parameterization | DesignSpace | str = "flexibert2") -> Architecture | None:
+def trial_architecture(
+    trial: "FrozenTrial", space: Parameterization | DesignSpace | str = "flexibert2", *, evaluated_only: bool = False
+) -> Architecture | None:
     """The architecture a trial evaluated (its params, once complete), else the one proposed for it
-    (system attrs), else its enqueued fixed params; ``None`` if none parses in ``space``."""
+    (system attrs), else its enqueued fixed params; ``None`` if none parses in ``space``.
+
+    ``evaluated_only``: only the architecture the objective suggested (its params), the one its values
+    describe; a trial whose objective did not suggest a whole architecture gives ``None``, so surrogates
+    never learn a proposal the objective ignored.
+    """
     params = get_parameterization(space)
-    for source in (trial.params, trial.system_attrs.get(PARAMS_ATTR), trial.system_attrs.get("fixed_params")):
+    sources = [trial.params] if evaluated_only else [
+        trial.params, trial.system_attrs.get(PARAMS_ATTR), trial.system_attrs.get("fixed_params")]
+    for source in sources:
         if source and "n_layers" in source:
             try:
                 return params.from_params(source)
@@ -150,12 +161,30 @@ class ArchitectureSampler(BaseSampler):
 
     # ----------------------------------------------------------------- BaseSampler
     def infer_relative_search_space(self, study: "Study", trial: "FrozenTrial") -> dict[str, BaseDistribution]:
-        return {}
+        """The independent sampler's relative search space without architecture parameters (empty for
+        the default ``RandomSampler``): a relative independent sampler (multivariate TPE, CMA-ES) then
+        samples the other parameters jointly."""
+        space = self._independent_sampler.infer_relative_search_space(study, trial)
+        return {name: dist for name, dist in space.items() if not self._params.is_param(name)}
 
     def sample_relative(
         self, study: "Study", trial: "FrozenTrial", search_space: dict[str, BaseDistribution]
     ) -> dict[str, Any]:
-        return {}
+        """A value for every parameter of ``search_space``: architecture parameters from the trial's whole
+        architecture, the others from the independent sampler (jointly where it samples them relatively,
+        else one by one)."""
+        others = {name: dist for name, dist in search_space.items() if not self._params.is_param(name)}
+        out: dict[str, Any] = {}
+        if others:
+            self._announce_independent(next(iter(others)))
+            relative = self._independent_sampler.sample_relative(study, trial, others)
+            for name, dist in others.items():
+                out[name] = relative[name] if name in relative else self._independent_sampler.sample_independent(
+                    study, trial, name, dist)
+        for name, dist in search_space.items():
+            if name not in others:
+                out[name] = self._architecture_value(study, trial, name, dist)
+        return out
 
     def before_trial(self, study: "Study", trial: "FrozenTrial") -> None:
         self._independent_sampler.before_trial(study, trial)
@@ -188,14 +217,25 @@ class ArchitectureSampler(BaseSampler):
         self, study: "Study", trial: "FrozenTrial", param_name: str, param_distribution: BaseDistribution
     ) -> Any:
         if not self._params.is_param(param_name):
-            if self._warn_independent:
-                self._warn_independent = False
-                _logger.warning(
-                    f"{type(self).__name__} proposes whole architectures; parameter {param_name!r} is not an "
-                    f"architecture parameter of space {self._params.name!r}, so it and other such parameters are "
-                    f"sampled by {type(self._independent_sampler).__name__} (pass independent_sampler=... to choose)"
-                )
+            self._announce_independent(param_name)
             return self._independent_sampler.sample_independent(study, trial, param_name, param_distribution)
+        return self._architecture_value(study, trial, param_name, param_distribution)
+
+    # ----------------------------------------------------------------- internals
+    def _announce_independent(self, param_name: str) -> None:
+        """Warn once that non-architecture parameters go to the default independent sampler."""
+        if self._warn_independent:
+            self._warn_independent = False
+            _logger.warning(
+                f"{type(self).__name__} proposes whole architectures; parameter {param_name!r} is not an "
+                f"architecture parameter of space {self._params.name!r}, so it and other such parameters are "
+                f"sampled by {type(self._independent_sampler).__name__} (pass independent_sampler=... to choose)"
+            )
+
+    def _architecture_value(
+        self, study: "Study", trial: "FrozenTrial", param_name: str, param_distribution: BaseDistribution
+    ) -> Any:
+        """The value of architecture parameter ``param_name`` in the architecture chosen for ``trial``."""
         params = self._trial_params(study, trial)
         decided = {k: v for k, v in trial.params.items() if self._params.is_param(k)}
         if any(params.get(k) != v for k, v in decided.items()):
@@ -218,7 +258,6 @@ class ArchitectureSampler(BaseSampler):
             )
         return value
 
-    # ----------------------------------------------------------------- internals
     def _trial_params(self, study: "Study", trial: "FrozenTrial") -> dict[str, Any]:
         # Our own record first: reading trial.system_attrs goes to the storage on every call.
         params = self._chosen.get((id(study._storage), trial._trial_id)) or trial.system_attrs.get(PARAMS_ATTR)

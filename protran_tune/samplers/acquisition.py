@@ -115,6 +115,38 @@ def select_queries(
         n_reference: size of the reference set of ``variance-reduction`` (random candidates, seeded by ``seed``).
         seed: seed of that reference subset.
     """
+    X, allowed = _candidates(X_candidates, k, exclude, diversity, method)
+    k = int(k)
+    if method == "gobi" and not hasattr(surrogate, "gobi_select"):
+        raise ValueError(f"method='gobi' needs a surrogate with gobi_select (boshnas), got {type(surrogate).__name__}")
+    if method == "variance-reduction":
+        _require_variance_reduction(surrogate)
+        if density_weight:
+            raise ValueError("density_weight applies to method='std'; 'variance-reduction' already weighs the pool")
+        if reduce not in REDUCTIONS:
+            raise ValueError(f"reduce must be one of {REDUCTIONS}, got {reduce!r}")
+        norm = _normaliser(surrogate, normaliser, surrogate.n_outputs_)
+        return _select_by_variance_reduction(surrogate, X, k, allowed, norm, reduce, n_reference, seed)
+    if method in ("auto", "gobi") and hasattr(surrogate, "gobi_select"):
+        norm = _normaliser(surrogate, normaliser, getattr(surrogate, "n_outputs_", 1))
+        return surrogate.gobi_select(X, k=k, normaliser=norm, exclude=np.flatnonzero(~allowed))
+    if diversity == "auto":
+        diversity = "kriging-believer" if hasattr(surrogate, "condition_on") else "penalty"
+    if diversity == "kriging-believer" and not hasattr(surrogate, "condition_on"):
+        raise ValueError(f"diversity='kriging-believer' needs a surrogate with condition_on (gp), got {type(surrogate).__name__}")
+    if density_weight < 0:
+        raise ValueError(f"density_weight must be >= 0, got {density_weight!r}")
+    score = normalised_uncertainty(surrogate, X, normaliser, reduce)
+    if density_weight > 0:
+        score = score * representativeness(surrogate.transform_inputs(X)) ** density_weight
+    score = np.where(allowed, score, -np.inf)
+    if diversity == "kriging-believer":
+        return _select_kriging_believer(surrogate, X, k, allowed, score, normaliser, reduce)
+    return _select_penalised(surrogate, X, k, allowed, score, diversity, penalty_radius)
+
+
+def _candidates(X_candidates: Any, k: Any, exclude: Any, diversity: str, method: str) -> tuple[np.ndarray, np.ndarray]:
+    """The candidate matrix and the mask of those that may be chosen, after checking the arguments."""
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
         raise ValueError(f"k must be a positive integer, got {k!r}")
     if diversity not in DIVERSITY:
@@ -129,48 +161,33 @@ def select_queries(
         allowed[np.asarray(exclude, dtype=np.int64)] = False
     if allowed.sum() < k:
         raise ValueError(f"k={k} queries requested but only {int(allowed.sum())} candidates are available")
-    if method == "gobi" and not hasattr(surrogate, "gobi_select"):
-        raise ValueError(f"method='gobi' needs a surrogate with gobi_select (boshnas), got {type(surrogate).__name__}")
-    if method == "variance-reduction":
-        _require_variance_reduction(surrogate)
-        if density_weight:
-            raise ValueError("density_weight applies to method='std'; 'variance-reduction' already weighs the pool")
-        if reduce not in REDUCTIONS:
-            raise ValueError(f"reduce must be one of {REDUCTIONS}, got {reduce!r}")
-        norm = _normaliser(surrogate, normaliser, surrogate.n_outputs_)
-        return _select_by_variance_reduction(surrogate, X, int(k), allowed, norm, reduce, n_reference, seed)
-    if method in ("auto", "gobi") and hasattr(surrogate, "gobi_select"):
-        k_out = getattr(surrogate, "n_outputs_", 1)
-        norm = _normaliser(surrogate, normaliser, k_out)
-        return surrogate.gobi_select(X, k=int(k), normaliser=norm, exclude=np.flatnonzero(~allowed))
+    return X, allowed
 
-    if diversity == "auto":
-        diversity = "kriging-believer" if hasattr(surrogate, "condition_on") else "penalty"
-    if diversity == "kriging-believer" and not hasattr(surrogate, "condition_on"):
-        raise ValueError(f"diversity='kriging-believer' needs a surrogate with condition_on (gp), got {type(surrogate).__name__}")
 
-    if density_weight < 0:
-        raise ValueError(f"density_weight must be >= 0, got {density_weight!r}")
-    score = normalised_uncertainty(surrogate, X, normaliser, reduce)
-    if density_weight > 0:
-        score = score * representativeness(surrogate.transform_inputs(X)) ** density_weight
-    score = np.where(allowed, score, -np.inf)
+def _select_kriging_believer(surrogate: Any, X: np.ndarray, k: int, allowed: np.ndarray, score: np.ndarray,
+                             normaliser: Any, reduce: str) -> np.ndarray:
+    """Greedy batch: after each pick, condition on a fantasy observation there and score the rest again."""
     chosen: list[int] = []
-    if diversity == "kriging-believer":
-        model = surrogate
-        cand = np.flatnonzero(allowed)
-        for _ in range(k):
-            idx = int(np.argmax(score))
-            chosen.append(idx)
-            score[idx] = -np.inf
-            if len(chosen) == k:
-                break
-            model = model.condition_on(X[[idx]])
-            live = cand[np.isfinite(score[cand])]
-            score[live] = normalised_uncertainty(model, X[live], _normaliser(surrogate, normaliser, model.n_outputs_), reduce)
-        return np.asarray(chosen, dtype=np.int64)
+    model = surrogate
+    cand = np.flatnonzero(allowed)
+    for _ in range(k):
+        idx = int(np.argmax(score))
+        chosen.append(idx)
+        score[idx] = -np.inf
+        if len(chosen) == k:
+            break
+        model = model.condition_on(X[[idx]])
+        live = cand[np.isfinite(score[cand])]
+        score[live] = normalised_uncertainty(model, X[live], _normaliser(surrogate, normaliser, model.n_outputs_), reduce)
+    return np.asarray(chosen, dtype=np.int64)
 
-    Z = surrogate.transform_inputs(X) if (diversity == "penalty" and k > 1 and hasattr(surrogate, "transform_inputs")) else None
+
+def _select_penalised(surrogate: Any, X: np.ndarray, k: int, allowed: np.ndarray, score: np.ndarray,
+                      diversity: str, penalty_radius: float) -> np.ndarray:
+    """Greedy batch: after each pick, scores shrink near it (``diversity="penalty"``; ``"none"``: top ``k``)."""
+    use_penalty = diversity == "penalty" and k > 1 and hasattr(surrogate, "transform_inputs")
+    Z = surrogate.transform_inputs(X) if use_penalty else None
+    chosen: list[int] = []
     radius2 = None
     for _ in range(k):
         idx = int(np.argmax(score))

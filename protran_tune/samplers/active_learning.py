@@ -49,7 +49,8 @@ class ActiveLearningSampler(ArchitectureSampler):
     complete, active learning starts on what has completed (at least 2 trials); with fewer, the seed
     sampler's own fallback (random points through the same mapping, with a warning) is used.
     Completed trials with NaN or infinite objective values are left out of the fit and counted in
-    the proposal info (system attr ``protran:proposal``).
+    the proposal info (system attr ``protran:proposal``); so are trials whose objective did not suggest
+    a whole architecture (their values do not describe the proposal).
 
     Args:
         surrogate: a surrogate instance (cloned before each fit) or a name for
@@ -122,35 +123,8 @@ class ActiveLearningSampler(ArchitectureSampler):
         if names is not None and (not names or not all(isinstance(n, str) for n in names) or len(set(names)) != len(names)):
             raise ValueError(f"objective_names must be distinct metric names or None, got {objective_names!r}")
         self._seed = int(np.random.SeedSequence().entropy % (2**31)) if seed is None else int(seed)
-        if isinstance(surrogate, str):
-            from protran_tune.surrogates import make_surrogate
-
-            surrogate = make_surrogate(surrogate, random_state=self._seed)
-            if hasattr(surrogate, "get_params") and "space" in surrogate.get_params(deep=False):
-                builtin = self._space.name in BUILTIN_SPACES and get_space(self._space.name) == self._space
-                surrogate.set_params(space=self._space.name if builtin else self._space)
-        if not (hasattr(surrogate, "fit") and hasattr(surrogate, "predict")):
-            raise ValueError(f"surrogate must have fit(X, Y) and predict(X, return_std=True), got {type(surrogate).__name__}")
-        if getattr(surrogate, "supports_std", True) is False:
-            raise ValueError(
-                f"surrogate {type(surrogate).__name__} has no uncertainty model (supports_std=False): active "
-                "learning needs predict(X, return_std=True)"
-            )
-        sur_space = getattr(surrogate, "space", None)
-        if self._uses_embeddings(surrogate) and sur_space is not None and not _same_space(sur_space, self._space):
-            raise ValueError(
-                f"surrogate encodes embeddings of space {sur_space!r} but the sampler's space is {self._space.name!r}: "
-                "pass a surrogate with space=... matching the sampler"
-            )
-        if seed_sampler is None:
-            seed_sampler = LatinHypercubeSampler(self._space, n_points=max(int(n_startup_trials), 1), seed=self._seed)
-        if not isinstance(seed_sampler, ArchitectureSampler):
-            raise ValueError(
-                f"seed_sampler must be a whole-architecture sampler (e.g. LatinHypercubeSampler), got "
-                f"{type(seed_sampler).__name__}"
-            )
-        if seed_sampler.space != self._space:
-            raise ValueError(f"seed_sampler's space {seed_sampler.space.name!r} differs from {self._space.name!r}")
+        surrogate = self._resolve_surrogate(surrogate)
+        seed_sampler = self._resolve_seed_sampler(seed_sampler, n_startup_trials)
         self._surrogate = surrogate
         self._n_startup_trials = int(n_startup_trials)
         self._seed_sampler = seed_sampler
@@ -182,6 +156,42 @@ class ActiveLearningSampler(ArchitectureSampler):
         return f"ActiveLearningSampler(surrogate={type(self._surrogate).__name__}, n_startup_trials={self._n_startup_trials})"
 
     # ----------------------------------------------------------------- helpers
+    def _resolve_surrogate(self, surrogate: Any) -> Any:
+        """The surrogate instance (a name is built for the sampler's space), checked to suit active learning."""
+        if isinstance(surrogate, str):
+            from protran_tune.surrogates import make_surrogate
+
+            builtin = self._space.name in BUILTIN_SPACES and get_space(self._space.name) == self._space
+            surrogate = make_surrogate(surrogate, random_state=self._seed,
+                                       default_space=self._space.name if builtin else self._space)
+        if not (hasattr(surrogate, "fit") and hasattr(surrogate, "predict")):
+            raise ValueError(f"surrogate must have fit(X, Y) and predict(X, return_std=True), got {type(surrogate).__name__}")
+        if getattr(surrogate, "supports_std", True) is False:
+            raise ValueError(
+                f"surrogate {type(surrogate).__name__} has no uncertainty model (supports_std=False): active "
+                "learning needs predict(X, return_std=True)"
+            )
+        sur_space = getattr(surrogate, "space", None)
+        if self._uses_embeddings(surrogate) and sur_space is not None and not _same_space(sur_space, self._space):
+            raise ValueError(
+                f"surrogate encodes embeddings of space {sur_space!r} but the sampler's space is {self._space.name!r}: "
+                "pass a surrogate with space=... matching the sampler"
+            )
+        return surrogate
+
+    def _resolve_seed_sampler(self, seed_sampler: ArchitectureSampler | None, n_startup_trials: int) -> ArchitectureSampler:
+        """The startup sampler (default: Latin hypercube of ``n_startup_trials`` points), checked to share the space."""
+        if seed_sampler is None:
+            seed_sampler = LatinHypercubeSampler(self._space, n_points=max(int(n_startup_trials), 1), seed=self._seed)
+        if not isinstance(seed_sampler, ArchitectureSampler):
+            raise ValueError(
+                f"seed_sampler must be a whole-architecture sampler (e.g. LatinHypercubeSampler), got "
+                f"{type(seed_sampler).__name__}"
+            )
+        if seed_sampler.space != self._space:
+            raise ValueError(f"seed_sampler's space {seed_sampler.space.name!r} differs from {self._space.name!r}")
+        return seed_sampler
+
     @staticmethod
     def _uses_embeddings(surrogate: Any) -> bool:
         encoder = getattr(surrogate, "encoder", None)
@@ -233,7 +243,7 @@ class ActiveLearningSampler(ArchitectureSampler):
             if not all(math.isfinite(v) for v in y):
                 skipped += 1
                 continue
-            arch = trial_architecture(t, self._params)
+            arch = trial_architecture(t, self._params, evaluated_only=True)
             if arch is None or not self._space.contains(arch):
                 continue
             numbers.append(t.number)

@@ -8,7 +8,10 @@ value is, :mod:`protran_tune.objectives.targets`):
 * hardware targets (``latency_s``, ``energy_j``, ``peak_power_w``, ...) by the ``hardware`` surrogate,
   on the logarithm of the cost (costs span orders of magnitude; the std is then relative);
 * zero-cost targets (``params``, ``flops``, ``depth``) are computed exactly (std 0);
-* any other metric by the ``accuracy`` surrogate on the raw value.
+* any other metric by the ``accuracy`` surrogate on the raw value; without metric names, every value is
+  such a generic objective (``objective0``, ``objective1``, ...).
+
+Non-target objectives are maximised or minimised as the study's directions say.
 
 Each proposal step scores candidate architectures — ``candidates`` (a fixed pool, e.g. a benchmark
 table) or ``n_candidates`` random architectures of the space plus single-parameter mutations of the
@@ -38,6 +41,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 import numpy as np
 from optuna import logging as optuna_logging
 from optuna.samplers import BaseSampler
+from optuna.study import StudyDirection
 from optuna.trial import TrialState
 
 from protran_tune.objectives.targets import TARGETS, get_target
@@ -52,17 +56,18 @@ if TYPE_CHECKING:
 
 _logger = optuna_logging.get_logger(__name__)
 ACQUISITIONS = ("ehvi", "qlognehvi")
+_SHORTLIST = 64  # candidates whose EHVI is computed exactly per pick
 CONSTRAINT_OPS = ("<=", ">=")
 
 
 def default_surrogates(seed: int = 0) -> dict[str, Any]:
-    """The surrogates chosen by measurement (``benchmarks/bench_nas.py --select``): a GP with a linear plus
-    Matern kernel on the cost features for hardware, and one on the accuracy features for accuracy."""
+    """The surrogates chosen by measurement (``benchmarks/bench_nas.py --select``): GPs with a linear plus Matern
+    kernel on the cost features, warm-started from one step's hyper-parameters to the next."""
     from protran_tune.surrogates import make_surrogate
 
     return {
-        "hardware": make_surrogate("gp", random_state=seed, kernel="linear+matern", encoder="cost"),
-        "accuracy": make_surrogate("gp", random_state=seed, kernel="linear+matern", encoder="accuracy"),
+        "hardware": make_surrogate("gp", random_state=seed, kernel="linear+matern", encoder="cost", warm_start=True),
+        "accuracy": make_surrogate("gp", random_state=seed, kernel="linear+matern", encoder="cost", warm_start=True),
     }
 
 
@@ -122,23 +127,26 @@ class ParetoSampler(ArchitectureSampler):
             if not self._pool:
                 raise ValueError("candidates must hold at least one architecture")
         self._plan: tuple[tuple[int, ...], list[tuple[Architecture, dict[str, Any]]]] | None = None
+        self._fitted: dict[int, Any] = {}  # warm-started surrogates, by the id of their template
 
     def __str__(self) -> str:
         return f"ParetoSampler(acquisition={self._acquisition!r}, space={self._params.name!r})"
 
     # ----------------------------------------------------------------- data
     def objective_names(self, study: "Study") -> list[str]:
-        """The study's metric names (canonical target names where they are targets)."""
+        """The study's metric names (canonical target names where they are targets); without metric names,
+        generic ``objective0, objective1, ...`` (learned on the raw values, directions from the study)."""
         names = study.metric_names
         if names is None:
-            raise ValueError("ParetoSampler needs study.set_metric_names([...]) to know which target each value is")
+            return [f"objective{i}" for i in range(len(study.directions))]
         return [get_target(n).name if _is_target(n) else n for n in names]
 
     def observations(self, study: "Study") -> tuple[list[Architecture], np.ndarray, np.ndarray]:
-        """Completed trials' architectures, values ``(n, k)`` and feasibility ``(n,)`` (constraints <= 0)."""
+        """Completed trials' architectures, values ``(n, k)`` and feasibility ``(n,)`` (constraints <= 0); only
+        trials whose objective suggested a whole architecture."""
         archs, ys, feasible = [], [], []
         for t in study._get_trials(deepcopy=False, states=(TrialState.COMPLETE,), use_cache=False):
-            arch = trial_architecture(t, self._params)
+            arch = trial_architecture(t, self._params, evaluated_only=True)
             if arch is None or t.values is None or not all(math.isfinite(v) for v in t.values):
                 continue
             archs.append(arch)
@@ -210,7 +218,8 @@ class ParetoSampler(ArchitectureSampler):
     def _plan_batch(self, study: "Study", archs: list[Architecture], Y: np.ndarray, feasible: np.ndarray,
                     taken: set[str], number: int) -> list[tuple[Architecture, dict[str, Any]]]:
         names = self.objective_names(study)
-        norm = self._normaliser or _observed_box(names, Y[feasible] if feasible.any() else Y)
+        study_signs = [1.0 if d == StudyDirection.MINIMIZE else -1.0 for d in study.directions]
+        norm = self._normaliser or _observed_box(names, Y[feasible] if feasible.any() else Y, study_signs)
         Z = norm.transform(Y)
         front = [a for a, ok, f in zip(archs, feasible, pareto_mask(Z)) if ok and f]
         cands = self.candidate_set(archs, front, taken, number)
@@ -241,22 +250,30 @@ class ParetoSampler(ArchitectureSampler):
 
     def predict(self, names: Sequence[str], archs: Sequence[Architecture], Y: np.ndarray,
                 cands: Sequence[Architecture]) -> tuple[np.ndarray, np.ndarray]:
-        """Mean and std ``(n_cands, k)`` per objective, in the fitted space (log for hardware targets)."""
+        """Mean and std ``(n_cands, k)`` per objective, in the fitted space (log for hardware targets).
+
+        Objectives that share a surrogate are fitted together as one multi-output model."""
         from protran_tune.objectives.providers import ZeroCost
 
         E_tr = np.stack([self._space.embed(a) for a in archs])
         E_c = np.stack([self._space.embed(a) for a in cands])
         mean = np.zeros((len(cands), len(names)))
         std = np.zeros_like(mean)
+        groups: dict[int, tuple[Any, list[int]]] = {}
         for j, name in enumerate(names):
             if name in TARGETS and TARGETS[name].kind == "zero-cost":
                 mean[:, j] = ZeroCost((name,)).evaluate(cands).mean[:, 0]
                 continue
-            y = np.log(np.maximum(Y[:, j], 1e-300)) if self.uses_log(name) else Y[:, j]
-            model = _clone(self.surrogate_for(name))
-            model.fit(E_tr, y[:, None])
-            mu, sd = model.predict(E_c, return_std=True)
-            mean[:, j], std[:, j] = np.asarray(mu).ravel(), np.asarray(sd).ravel()
+            model = self.surrogate_for(name)
+            groups.setdefault(id(model), (model, []))[1].append(j)
+        for key, (model, cols) in groups.items():
+            Yg = np.column_stack([np.log(np.maximum(Y[:, j], 1e-300)) if self.uses_log(names[j]) else Y[:, j] for j in cols])
+            # a warm-started surrogate is refitted in place (it starts from its last hyper-parameters)
+            fitted = self._fitted.setdefault(key, _clone(model)) if getattr(model, "warm_start", False) else _clone(model)
+            fitted.fit(E_tr, Yg)
+            mu, sd = fitted.predict(E_c, return_std=True)
+            mean[:, cols] = np.asarray(mu).reshape(len(cands), -1)
+            std[:, cols] = np.asarray(sd).reshape(len(cands), -1)
         return mean, std
 
     def _feasibility(self, names: Sequence[str], pred: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
@@ -274,32 +291,42 @@ class ParetoSampler(ArchitectureSampler):
 
     def _ehvi_batch(self, norm: Normaliser, Z_front: np.ndarray, pred: tuple[np.ndarray, np.ndarray], p_ok: np.ndarray,
                     number: int) -> tuple[list[int], list[float]]:
-        """Greedy batch by EHVI under independent Gaussian predictions (Gauss-Hermite quadrature per objective)."""
+        """Greedy batch by EHVI under independent Gaussian predictions (Gauss-Hermite quadrature per objective).
+
+        The exact EHVI is computed for the ``_SHORTLIST`` candidates whose optimistic point (each objective
+        two std to its better side) improves the hypervolume most; the others' EHVI is near zero."""
         names = norm.names
         mean, std = pred
-        x, w = np.polynomial.hermite_e.hermegauss(self._n_samples)
-        w = w / w.sum()
-        raw = mean[:, :, None] + std[:, :, None] * x[None, None, :]  # (n, k, q) in the fitted space
         log_cols = [j for j, n in enumerate(names) if self.uses_log(n)]
-        raw[:, log_cols] = np.exp(raw[:, log_cols])
-        worst, best = np.asarray(norm.worst), np.asarray(norm.best)
-        nodes = (raw - worst[None, :, None]) / (best - worst)[None, :, None]
+        to_z = lambda raw: (raw - np.asarray(norm.worst)) / (np.asarray(norm.best) - np.asarray(norm.worst))  # noqa: E731
         point = mean.copy()
         point[:, log_cols] = np.exp(point[:, log_cols])
-        Zm = norm.transform(point)
+        Zm = to_z(point)
+        better = np.sign(np.asarray(norm.best) - np.asarray(norm.worst))  # +1 where larger raw values are better
+        optimistic = mean + 2.0 * std * better
+        optimistic[:, log_cols] = np.exp(optimistic[:, log_cols])
+        x, w = np.polynomial.hermite_e.hermegauss(self._n_samples)
+        w = w / w.sum()
         front = Z_front.copy()
         picks: list[int] = []
         scores: list[float] = []
         spread = (std / np.maximum(np.abs(mean).max(0), 1e-12)).sum(1)  # tie-break: most uncertain
         for _ in range(self._batch):
-            ehvi = ImprovementCells(front, len(names)).expected_improvement(nodes, w) * p_ok
-            ehvi[picks] = -np.inf
-            best_i = int(np.argmax(ehvi + 1e-12 * spread / max(spread.max(), 1e-12)))
-            if not np.isfinite(ehvi[best_i]):
+            cells = ImprovementCells(front, len(names))
+            bound = cells.improvement(to_z(optimistic))
+            bound[picks] = -np.inf
+            short = np.argsort(-bound, kind="stable")[: _SHORTLIST]
+            raw = mean[short, :, None] + std[short, :, None] * x[None, None, :]  # (s, k, q) in the fitted space
+            raw[:, log_cols] = np.exp(raw[:, log_cols])
+            nodes = (raw - np.asarray(norm.worst)[None, :, None]) / (np.asarray(norm.best) - np.asarray(norm.worst))[None, :, None]
+            ehvi = cells.expected_improvement(nodes, w) * p_ok[short]
+            tie = 1e-12 * spread[short] / max(spread.max(), 1e-12)
+            best = int(short[int(np.argmax(ehvi + tie))])
+            if not np.isfinite(bound[best]):
                 break
-            picks.append(best_i)
-            scores.append(float(ehvi[best_i]))
-            front = np.vstack([front, Zm[best_i : best_i + 1]])  # fantasy: the prediction is observed
+            picks.append(best)
+            scores.append(float(ehvi[list(short).index(best)]))
+            front = np.vstack([front, Zm[best : best + 1]])  # fantasy: the prediction is observed
         return picks, scores
 
 
@@ -326,9 +353,10 @@ def _constraint_values(trial: "FrozenTrial") -> list[float]:
     return [float(v) for v in trial.constraints.values()]
 
 
-def _observed_box(names: Sequence[str], Y: np.ndarray) -> Normaliser:
-    """The box of observed values, widened by 10% of the range on the worst side."""
-    signs = np.array([get_target(n).sign if _is_target(n) else 1.0 for n in names])
+def _observed_box(names: Sequence[str], Y: np.ndarray, study_signs: Sequence[float]) -> Normaliser:
+    """The box of observed values, widened by 10% of the range on the worst side; ``study_signs``: +1 for the
+    study's minimised objectives, -1 for maximised ones (used for objectives that are not targets)."""
+    signs = np.array([get_target(n).sign if _is_target(n) else s for n, s in zip(names, study_signs)])
     lo, hi = Y.min(0), Y.max(0)
     span = np.where(hi > lo, hi - lo, np.maximum(np.abs(hi), 1.0))
     worst = np.where(signs > 0, hi + 0.1 * span, lo - 0.1 * span)

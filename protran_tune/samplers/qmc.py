@@ -288,6 +288,33 @@ def embedding_index_architectures(
     return out
 
 
-def embedding_lhs_architectures(space: DesignSpace | str = "flexibert2", n: int = 16, *, seed: int | None = None) -> list[Architecture]:
-    """:func:`embedding_index_architectures` with LHS: the original code's seed."""
-    return embedding_index_architectures(space, "lhs", n, seed=seed)
+def lhs_pool_rows(E: np.ndarray, k: int, rng: np.random.Generator, space: DesignSpace | str = "flexibert2") -> list[int]:
+    """A Latin-hypercube seed drawn from a pool: ``min(k, len(E))`` distinct row indices of the ProTran
+    embeddings ``E``.
+
+    The hypercube lives on the pool's whole-architecture features (layers, parameters, FLOPs, head
+    dimensions per op, ...; :class:`~protran_tune.space.FeatureEncoder`), each rank-normalised to (0, 1)
+    and constant ones dropped; each of its ``k`` points, in order, takes the nearest row not taken yet.
+    ``rng`` seeds the hypercube.
+    """
+    from scipy.stats import qmc, rankdata
+
+    from protran_tune.space import FeatureEncoder
+
+    k = min(int(k), len(E))
+    fe = FeatureEncoder(space)
+    F = fe.transform(np.asarray(E, dtype=np.int64))[:, : fe.n_global_features_]
+    F = F[:, np.ptp(F, axis=0) > 0]
+    if F.shape[1] == 0:  # a pool of one shape: any k rows
+        return [int(i) for i in rng.permutation(len(E))[:k]]
+    U = np.column_stack([(rankdata(c) - 0.5) / len(c) for c in F.T])
+    points = qmc.LatinHypercube(d=U.shape[1], seed=rng).random(k)
+    free = np.ones(len(E), dtype=bool)
+    chosen = []
+    for p in points:
+        d = ((U - p) ** 2).sum(1)
+        d[~free] = np.inf
+        i = int(np.argmin(d))
+        free[i] = False
+        chosen.append(i)
+    return chosen

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import warnings
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 from optuna import logging as optuna_logging
 from optuna.samplers import BaseSampler
 
 from protran_tune.samplers._base import ArchitectureSampler
-from protran_tune.samplers.qmc import ArchitectureMapping, check_method, unit_points
+from protran_tune.samplers.qmc import ArchitectureMapping, check_method, lhs_pool_rows, unit_points
 from protran_tune.space.architecture import Architecture
 from protran_tune.space.design_space import DesignSpace
 
@@ -186,3 +186,60 @@ class RandomArchitectureSampler(QMCArchitectureSampler):
 
     def __init__(self, space: DesignSpace | str = "flexibert2", **kwargs: Any) -> None:
         super().__init__(space, method="random", **kwargs)
+
+
+class PoolLatinHypercubeSampler(ArchitectureSampler):
+    """Seed a study from a fixed pool of architectures (a recorded file): a Latin hypercube snapped to the pool.
+
+    The order of proposals is fixed by ``(candidates, n_points, seed)``: first the ``n_points`` pool rows
+    nearest to the points of a Latin hypercube over the pool's rank-normalised whole-architecture
+    features (:func:`~protran_tune.samplers.qmc.lhs_pool_rows`), then the other rows in a seeded random
+    order. Each trial takes the first row of that order not yet in the study (any state but FAIL), so
+    every proposal lies in the pool, and processes sharing one storage continue the same order.
+
+    Args:
+        space: design space of the candidates; the objective calls ``suggest_architecture(trial, space)``.
+        candidates: the pool (at least one architecture of ``space``).
+        n_points: size of the Latin hypercube (the seed budget).
+        seed: seed of the hypercube and of the order of the other rows.
+        independent_sampler: sampler for non-architecture parameters (``None``: ``RandomSampler(seed)``).
+    """
+
+    _check_running_duplicates = True
+
+    def __init__(self, space: DesignSpace | str = "flexibert2", candidates: Sequence[Architecture] = (), *,
+                 n_points: int = 16, seed: int = 0, independent_sampler: BaseSampler | None = None) -> None:
+        super().__init__(space, independent_sampler=independent_sampler, seed=seed)
+        if isinstance(n_points, bool) or not isinstance(n_points, (int, np.integer)) or n_points < 1:
+            raise ValueError(f"n_points must be a positive integer, got {n_points!r}")
+        self._candidates = [self._space.validate(a) for a in candidates]
+        if not self._candidates:
+            raise ValueError("candidates must hold at least one architecture")
+        self._n_points = min(int(n_points), len(self._candidates))
+        rng = np.random.default_rng(seed)
+        E = np.stack([self._space.embed(a) for a in self._candidates])
+        first = lhs_pool_rows(E, self._n_points, rng, self._space)
+        taken = set(first)
+        rest = [int(i) for i in rng.permutation(len(E)) if int(i) not in taken]
+        self._order = first + rest
+        self._json = [a.to_json() for a in self._candidates]
+
+    def __str__(self) -> str:
+        return f"{type(self).__name__}(n_points={self._n_points}, pool={len(self._candidates)})"
+
+    @property
+    def n_points(self) -> int:
+        return self._n_points
+
+    def order(self) -> list[Architecture]:
+        """The pool in proposal order (the Latin-hypercube rows first)."""
+        return [self._candidates[i] for i in self._order]
+
+    def _propose(self, study: "Study", trial: "FrozenTrial", exclude: set[str]) -> tuple[Architecture, dict[str, Any]]:
+        taken = set(exclude) | set(self.existing_architectures(study))
+        for rank, i in enumerate(self._order):
+            if self._json[i] not in taken:
+                method = "lhs-pool" if rank < self._n_points else "random-pool"
+                return self._candidates[i], {"sampler": type(self).__name__, "method": method, "pool_index": i}
+        raise RuntimeError(f"{type(self).__name__}: every architecture of the pool ({len(self._candidates)}) is "
+                           "already in the study; nothing left to propose")

@@ -7,7 +7,7 @@ the ideal end map to 1. Points worse than the reference in any objective add no 
 
 Hypervolumes are exact (BoTorch's :class:`~botorch.utils.multi_objective.hypervolume.Hypervolume`).
 The hypervolume improvement of many points at once uses a box decomposition of the region not yet
-dominated (BoTorch's ``NondominatedPartitioning``): ``HVI(y) = sum over cells of prod_d
+dominated (BoTorch's ``FastNondominatedPartitioning``): ``HVI(y) = sum over cells of prod_d
 max(0, min(y_d, upper_d) - lower_d)``, vectorised over points.
 """
 
@@ -106,15 +106,16 @@ class ImprovementCells:
 
     def __init__(self, front: Any, k: int) -> None:
         import torch
-        from botorch.utils.multi_objective.box_decompositions.non_dominated import NondominatedPartitioning
+        from botorch.utils.multi_objective.box_decompositions.non_dominated import FastNondominatedPartitioning
 
         F = np.asarray(front, dtype=np.float64).reshape(-1, k)
         F = F[np.all(F > 0, axis=1)]
         ref = torch.zeros(k, dtype=torch.float64)
-        if len(F) == 0:
-            self.lower, self.upper = np.zeros((1, k)), np.full((1, k), np.inf)
+        if len(F) == 0 or k == 1:  # one objective: the region above the best value (or the origin)
+            self.lower = np.full((1, k), F.max(0) if len(F) else 0.0)
+            self.upper = np.full((1, k), np.inf)
             return
-        part = NondominatedPartitioning(ref_point=ref, Y=torch.as_tensor(F[pareto_mask(F)]))
+        part = FastNondominatedPartitioning(ref_point=ref, Y=torch.as_tensor(F[pareto_mask(F)]))
         bounds = part.get_hypercell_bounds().numpy()
         self.lower, self.upper = bounds[0], bounds[1]
 

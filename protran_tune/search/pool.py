@@ -7,8 +7,9 @@ distance between the standardised global features of the architectures
 (:class:`~protran_tune.space.FeatureEncoder`, whole-architecture columns: layers, parameters, FLOPs,
 head dimensions per op, hidden sizes, feed-forward widths), ties to the first row in table order. The
 same rule applies to every method; the proposal is then recorded as a PRUNED trial (user attr
-``snapped_to``) and the evaluated row enters the study as a COMPLETE trial with its own parameters
-(``optuna.trial.create_trial``), so samplers learn from what was evaluated. ``n`` true evaluations are
+``snapped_to``) and the evaluated row enters the study as a COMPLETE trial with its own parameters and
+the proposal's system attrs (a sampler's bookkeeping, such as NSGA-II's generation), so samplers learn
+from what was evaluated. ``n`` true evaluations are
 ``n`` COMPLETE trials, each a distinct row.
 
 Quality is the hypervolume of the evaluated rows in a box fixed before the search
@@ -49,10 +50,10 @@ class PoolProblem:
     reference_note: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        from protran_tune.space import FeatureEncoder
+        from protran_tune.space.features import shared_encoder
 
         self.Y = self.table.values(self.objectives)
-        fe = FeatureEncoder(self.params.design_space)
+        fe = shared_encoder(self.params.design_space)
         F = fe.transform(self.table.embeddings(self.params.design_space.name))[:, : fe.n_global_features_]
         self._mu, self._sd = F.mean(0), np.where(F.std(0) > 1e-12, F.std(0), 1.0)
         self.F = (F - self._mu) / self._sd
@@ -136,14 +137,16 @@ class PoolRun:
 
 
 def run_pool_search(problem: PoolProblem, sampler: Any, budget: int, seed: int, method: str = "",
-                    progress: Callable[[str], None] | None = None) -> PoolRun:
-    """Evaluate ``budget`` distinct rows with ``sampler`` (see module docstring)."""
+                    progress: Callable[[str], None] | None = None, storage: str | None = None,
+                    study_name: str | None = None, time_limit_s: float | None = None) -> PoolRun:
+    """Evaluate ``budget`` distinct rows with ``sampler`` (see module docstring); the study is in memory
+    unless ``storage`` is given. ``time_limit_s`` stops earlier (the run then holds fewer evaluations)."""
     import optuna
     from optuna.trial import TrialState, create_trial
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     directions = [get_target(o).direction for o in problem.objectives]
-    study = optuna.create_study(directions=directions, sampler=sampler)
+    study = optuna.create_study(directions=directions, sampler=sampler, storage=storage, study_name=study_name)
     study.set_metric_names(list(problem.objectives))
     evaluated: list[int] = []
     done: set[int] = set()
@@ -151,6 +154,8 @@ def run_pool_search(problem: PoolProblem, sampler: Any, budget: int, seed: int, 
     snapped = 0
     t0 = time.perf_counter()
     while len(evaluated) < min(budget, len(problem.table)):
+        if time_limit_s is not None and time.perf_counter() - t0 > time_limit_s:
+            break
         trial = study.ask()
         arch = problem.params.suggest(trial)
         row = problem.snap(arch, done)
@@ -158,15 +163,19 @@ def run_pool_search(problem: PoolProblem, sampler: Any, budget: int, seed: int, 
         row_arch = problem.table.archs[row]
         if row_arch == arch:
             _set_constraints(trial, problem, values)
+            trial.set_user_attr("row", problem.table.ids[row])
             study.tell(trial, values)
         else:
             snapped += 1
             trial.set_user_attr("snapped_to", problem.table.ids[row])
             study.tell(trial, state=TrialState.PRUNED)
+            # the evaluated row keeps the proposal's sampler bookkeeping (e.g. NSGA-II's generation)
+            inherited = study._storage.get_trial_system_attrs(trial._trial_id)
             study.add_trial(create_trial(
                 params=problem.params.to_params(row_arch), distributions=problem.params.distributions(row_arch),
-                values=values, user_attrs={"architecture": row_arch.to_json(), "proposed_by": trial.number},
-                system_attrs=_constraint_attrs(problem, values)))
+                values=values, user_attrs={"architecture": row_arch.to_json(), "proposed_by": trial.number,
+                                           "row": problem.table.ids[row]},
+                system_attrs={**inherited, **_constraint_attrs(problem, values)}))
         evaluated.append(row)
         done.add(row)
         hv.append(problem.hv_of(evaluated))
@@ -195,3 +204,33 @@ def constraint_values(objectives: Sequence[str], constraints: Mapping[str, tuple
         v = values[list(objectives).index(name)]
         out[f"{name}{op}{bound:g}"] = v - bound if op == "<=" else bound - v
     return out
+
+
+def run_pool_command(cfg: Any) -> dict[str, Any]:
+    """``protran-tune search --pool TABLE``: one method on a table, its regret curve and front in ``cfg.out``."""
+    import json
+    from pathlib import Path
+
+    from protran_tune.datasets import load_dataset
+    from protran_tune.search.hypervolume import pareto_mask
+    from protran_tune.search.methods import make_sampler
+
+    table = load_dataset(cfg.pool)
+    problem = pool_problem(table, cfg.objectives, cfg.space, {t: (op, b) for t, op, b in cfg.constraints})
+    sampler = make_sampler(cfg.sampler, seed=cfg.seed, space=problem.params, candidates=list(table.archs),
+                           normaliser=problem.normaliser, constraints=problem.constraints,
+                           **({"batch_size": cfg.batch_size} if cfg.sampler == "ours" else {}))
+    run = run_pool_search(problem, sampler, cfg.budget, cfg.seed, cfg.sampler, storage=cfg.storage, study_name=cfg.name())
+    Y = problem.Y[run.rows]
+    ok = problem.feasible[run.rows]
+    front = [r for r, f, good in zip(run.rows, pareto_mask(problem.normaliser.transform(Y)), ok) if f and good]
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = [{"row": table.ids[r], "architecture": table.archs[r].to_json(),
+             **{o: float(problem.Y[r, j]) for j, o in enumerate(problem.objectives)}} for r in front]
+    (out / "front.json").write_text(json.dumps(rows, indent=1))
+    summary = {"study_name": cfg.name(), "mode": "pool", "n_evaluated": len(run.rows), "front_size": len(rows),
+               "regret": [problem.true_hv - h for h in run.hv], "snapped": run.snapped, "problem": problem.describe(),
+               "config": cfg.to_dict(), "notes": []}
+    (out / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
+    return summary

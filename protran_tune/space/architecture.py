@@ -39,8 +39,10 @@ class Layer:
 
     def __post_init__(self) -> None:
         _positive_int(self.hidden, "hidden")
-        if isinstance(self.heads, str) or not isinstance(self.heads, Iterable):
-            raise ValueError(f"heads must be a sequence of op names, got {self.heads!r}")
+        if isinstance(self.heads, str):
+            raise ValueError(f"heads must be a list of op names, got the string {self.heads!r} (write [{self.heads!r}])")
+        if not isinstance(self.heads, Iterable):
+            raise ValueError(f"heads must be a list of op names, got {self.heads!r}")
         heads = tuple(self.heads)
         if not heads:
             raise ValueError("heads must name at least one head op")
@@ -49,7 +51,8 @@ class Layer:
         if len(heads) > self.hidden:
             raise ValueError(f"{len(heads)} heads do not fit hidden size {self.hidden} (head size 0)")
         if isinstance(self.feed_forward, (str, int)) or not isinstance(self.feed_forward, Iterable):
-            raise ValueError(f"feed_forward must be a sequence of widths, got {self.feed_forward!r}")
+            kind = f"the {type(self.feed_forward).__name__} " if isinstance(self.feed_forward, (str, int)) else ""
+            raise ValueError(f"feed_forward must be a list of widths, got {kind}{self.feed_forward!r}")
         ff = tuple(self.feed_forward)
         if not ff:
             raise ValueError("feed_forward must hold at least one width")
@@ -128,8 +131,8 @@ class Architecture:
         for i, item in enumerate(data["layers"]):
             if not isinstance(item, Mapping) or set(item) != {"hidden", "heads", "feed_forward"}:
                 raise ValueError(f"layers[{i}] must have exactly the keys hidden, heads, feed_forward; got {item!r}")
-            try:
-                layers.append(Layer(item["hidden"], tuple(item["heads"]), tuple(item["feed_forward"])))
+            try:  # Layer checks the types: a string where a list belongs is reported as such, not spelt out
+                layers.append(Layer(item["hidden"], item["heads"], item["feed_forward"]))
             except (ValueError, TypeError) as exc:
                 raise ValueError(f"layers[{i}]: {exc}") from None
         return cls(layers=tuple(layers))

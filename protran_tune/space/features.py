@@ -255,3 +255,20 @@ class FeatureEncoder:
         if not archs:
             return np.zeros((0, self.n_features_))
         return self.transform(np.stack([self.space.embed(arch) for arch in archs]))
+
+
+_SHARED: dict[tuple[str, int], FeatureEncoder] = {}
+
+
+def shared_encoder(space: DesignSpace | str = "flexibert2", seq_len: int = 128) -> FeatureEncoder:
+    """One :class:`FeatureEncoder` per built-in space and sequence length, kept for the process (its lookup
+    tables take a fraction of a second to build); any other space gets a fresh encoder."""
+    from protran_tune.space.design_space import BUILTIN_SPACES
+
+    name = space if isinstance(space, str) else space.name
+    builtin = name in BUILTIN_SPACES and (isinstance(space, str) or get_space(name) == space)
+    if not builtin:
+        return FeatureEncoder(space, seq_len)
+    if (name, seq_len) not in _SHARED:
+        _SHARED[(name, seq_len)] = FeatureEncoder(name, seq_len)
+    return _SHARED[(name, seq_len)]

@@ -9,7 +9,7 @@ define-by-run) categorical parameters: ``suggest(trial)``, ``to_params(arch)``, 
   ``l{j}_n_heads``, ``l{j}_head{i}``, ``l{j}_ff_depth``, ``l{j}_ff{i}``);
 * :class:`NasBenchBertParameters` (``nas-bench-bert``): NAS-Bench-BERT's space, a sub-space of
   ``flexibert2`` with one hidden size for all layers and one op per layer: ``hidden``, ``n_layers``, and
-  per layer ``l{j}_op``, ``l{j}_n_heads``, ``l{j}_ff``, ``l{j}_ff_depth`` (664,704 architectures).
+  per layer ``l{j}_op``, ``l{j}_n_heads``, ``l{j}_ff``, ``l{j}_ff_depth`` (10,621,440 architectures).
 
 Every parameterisation has an enclosing ``design_space`` (whose embeddings surrogates read). Optuna is
 imported lazily.
@@ -196,7 +196,7 @@ class NasBenchBertParameters(Parameterization):
 
     @property
     def size(self) -> int:
-        """Number of architectures: 2 hidden sizes x (24^2 + 24^4) layer choices."""
+        """Number of architectures: 2 hidden sizes x (48^2 + 48^4) (48 layer types: 6 ops x 2 x 2 x 2)."""
         per_layer = len(self.OPS) * len(self.HEADS) * len(self.FF) * len(self.FF_DEPTH)
         return len(self.HIDDEN) * sum(per_layer**n for n in self.LAYERS)
 

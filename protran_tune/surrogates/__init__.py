@@ -1,6 +1,6 @@
 """Surrogates with uncertainty behind one scikit-learn-style interface (see :mod:`.base`).
 
-``make_surrogate(name, random_state=..., **params)`` builds one by name:
+``make_surrogate(name, random_state=..., default_space=..., **params)`` builds one by name:
 
 ========================  =====================================================================
 ``gp``                    exact GP per output (BoTorch ``SingleTaskGP``), ``encoder="global"``;
@@ -91,16 +91,22 @@ def surrogate_class(name: str) -> type:
     return SURROGATES[name]()
 
 
-def make_surrogate(name: str, random_state: int | None = None, **params: Any) -> EncodedSurrogate:
+def make_surrogate(name: str, random_state: int | None = None, *, default_space: Any = None,
+                   **params: Any) -> EncodedSurrogate:
     """Build surrogate ``name`` with ``random_state`` and constructor ``params``.
 
-    Unknown parameters raise ``ValueError`` naming them and the allowed ones.
+    ``default_space`` (a design-space name or :class:`~protran_tune.space.DesignSpace`): the space whose
+    embeddings the surrogate will be given, passed as ``space`` to surrogates that encode embeddings
+    (those with a ``space`` parameter) unless ``params`` names one; others ignore it. Unknown
+    parameters raise ``ValueError`` naming them and the allowed ones.
     """
     cls = surrogate_class(name)
     allowed = set(cls().get_params())
     unknown = set(params) - allowed
     if unknown:
         raise ValueError(f"unknown parameter(s) {sorted(unknown)} for surrogate {name!r}; allowed: {sorted(allowed)}")
+    if default_space is not None and "space" in allowed:
+        params = {"space": default_space, **params}
     return cls(random_state=random_state, **params)
 
 

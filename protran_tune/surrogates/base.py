@@ -86,13 +86,9 @@ class EncodedSurrogate(Surrogate):
 
     # ----------------------------------------------------------------- encoding
     def _feature_encoder(self) -> Any:
-        from protran_tune.space import FeatureEncoder
+        from protran_tune.space.features import shared_encoder
 
-        fe = getattr(self, "_feature_encoder_cache", None)
-        if fe is None or fe[0] != self.space:
-            fe = (self.space, FeatureEncoder(self.space))
-            self._feature_encoder_cache = fe
-        return fe[1]
+        return shared_encoder(self.space)
 
     def _check_encoder(self) -> None:
         if self.encoder not in ENCODERS:
@@ -187,5 +183,5 @@ class EncodedSurrogate(Surrogate):
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(super().__getstate__())
-        state.pop("_feature_encoder_cache", None)  # rebuilt on demand (large lookup tables)
+        state.pop("_feature_encoder_cache", None)  # older pickles: encoders are shared per process now
         return state

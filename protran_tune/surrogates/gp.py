@@ -12,7 +12,8 @@ Hyper-parameters (length-scales, scales, noise) are fitted by maximising the exa
 likelihood plus the log priors (BoTorch's dimension-scaled log-normal length-scale prior and log-normal
 noise prior), in float64, from ``n_restarts`` starting points: BoTorch's defaults and seeded draws
 (``random_state``). All starts are optimised at once, each output and start by its own L-BFGS-B run
-(BoTorch's batched independent fit), and each output keeps its best start. Bounded scales are
+(BoTorch's batched independent fit), and each output keeps its best start. With ``warm_start`` a refit
+starts once from the previous fit's hyper-parameters instead. Bounded scales are
 enforced by the optimiser's bounds rather than by a saturating transform, so the runs converge. A single
 start of a flat, multi-modal likelihood lands wherever the last rounding error sends it: another CPU's
 arithmetic (another BLAS kernel) then gives another model. The std returned by ``predict`` is the
@@ -62,6 +63,18 @@ class LogBounded(Interval):
         return torch.log(torch.as_tensor(transformed_tensor))
 
 
+def _load_parameters(model, values: dict) -> bool:
+    """Copy ``values`` (name -> tensor) into ``model``'s parameters of the same names and sizes; ``False``
+    (nothing copied) unless every parameter has its value."""
+    params = dict(model.named_parameters())
+    if set(params) != set(values) or any(params[k].numel() != values[k].numel() for k in params):
+        return False
+    with torch.no_grad():
+        for name, param in params.items():
+            param.copy_(values[name].reshape(param.shape))
+    return True
+
+
 class GaussianProcessSurrogate(EncodedSurrogate, BaseEstimator):
     """Exact GP regression per output with fitted ARD kernels (BoTorch/GPyTorch, float64, CPU).
 
@@ -71,6 +84,9 @@ class GaussianProcessSurrogate(EncodedSurrogate, BaseEstimator):
         n_restarts: starting points of the optimiser (the first is BoTorch's default initialisation).
         encoder, space: input encoding (see :class:`~protran_tune.surrogates.base.EncodedSurrogate`).
         random_state: seed of the starting points.
+        warm_start: a refit of this instance starts the marginal-likelihood optimiser once, from the previous
+            fit's hyper-parameters (when the kernel and the informative input columns are unchanged), with
+            a quarter of ``maxiter``: a search refitting after every new observation stays cheap.
 
     After ``fit``: ``model_`` (the BoTorch model) and ``fit_warning_`` (``None``, or why the optimiser's
     last point was kept after every retry ended with an optimiser warning).
@@ -84,6 +100,7 @@ class GaussianProcessSurrogate(EncodedSurrogate, BaseEstimator):
         encoder: str = "global",
         space: str = "flexibert2",
         random_state: int | None = None,
+        warm_start: bool = False,
     ) -> None:
         self.kernel = kernel
         self.maxiter = maxiter
@@ -91,6 +108,7 @@ class GaussianProcessSurrogate(EncodedSurrogate, BaseEstimator):
         self.encoder = encoder
         self.space = space
         self.random_state = random_state
+        self.warm_start = warm_start
 
     def _fit(self, Z: np.ndarray, Y: np.ndarray) -> None:
 
@@ -101,6 +119,7 @@ class GaussianProcessSurrogate(EncodedSurrogate, BaseEstimator):
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"{name} must be a positive integer, got {v!r}")
         self.fit_warning_ = None
+        previous = self._warm_state(Z, Y)
         cols = np.flatnonzero(Z.std(0) > 1e-12)
         self.columns_ = cols if len(cols) else np.arange(Z.shape[1])
         Zc = Z[:, self.columns_]
@@ -115,25 +134,37 @@ class GaussianProcessSurrogate(EncodedSurrogate, BaseEstimator):
                 Y_t = torch.as_tensor(Y, dtype=torch.float64)
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
-                    model = self._fit_model(X_t, Y_t)
+                    model = self._fit_model(X_t, Y_t, previous)
         finally:
             torch.set_num_threads(threads)
         model.eval()
         self.model_ = model
+        self.fitted_kernel_ = self.kernel
 
-    def _fit_model(self, X_t, Y_t):
-        """Fit from ``n_restarts`` starts; on failure retry with a higher noise floor.
+    def _warm_state(self, Z: np.ndarray, Y: np.ndarray) -> dict | None:
+        """The previous fit's hyper-parameters (by parameter name), if a warm start applies (see ``warm_start``)."""
+        old = getattr(self, "model_", None)
+        if not self.warm_start or old is None or getattr(self, "fitted_kernel_", None) != self.kernel:
+            return None
+        cols = np.flatnonzero(Z.std(0) > 1e-12)
+        if not np.array_equal(cols, getattr(self, "columns_", None)) or old.num_outputs != Y.shape[1]:
+            return None
+        return {k: v.detach().clone() for k, v in old.named_parameters()}
+
+    def _fit_model(self, X_t, Y_t, previous: dict | None = None):
+        """Fit from ``n_restarts`` starts (or from ``previous``); on failure retry with a higher noise floor.
 
         When every start fails (non-finite likelihood or a non-PSD covariance on a flat or
         ill-conditioned likelihood), the fit is repeated with the noise floor raised to 1e-3 and then
-        1e-2 of the standardised target variance; ``fit_warning_`` says which floor was needed.
+        1e-2 of the standardised target variance, from cold starts; ``fit_warning_`` says which floor
+        was needed.
         """
         from botorch.exceptions.errors import ModelFittingError
         from linear_operator.utils.errors import NanError, NotPSDError
 
         for floor in (None, 1e-3, 1e-2):
             try:
-                return self._fit_restarts(X_t, Y_t, floor)
+                return self._fit_restarts(X_t, Y_t, floor, previous if floor is None else None)
             except (ModelFittingError, NotPSDError, NanError) as err:
                 self.fit_warning_ = f"marginal-likelihood fit failed with noise floor {floor or 'default'}: {err}"
         raise ModelFittingError(
@@ -155,17 +186,20 @@ class GaussianProcessSurrogate(EncodedSurrogate, BaseEstimator):
         noise.initialize(noise=max(lower, start))
         return model
 
-    def _fit_restarts(self, X_t, Y_t, floor: float | None):
-        """Optimise all starts at once (one L-BFGS-B run per start and output), keep each output's best."""
+    def _fit_restarts(self, X_t, Y_t, floor: float | None, previous: dict | None = None):
+        """Optimise all starts at once (one L-BFGS-B run per start and output), keep each output's best.
+
+        With ``previous`` (a warm start): one start, the previous hyper-parameters, and a quarter of
+        ``maxiter`` (the data changed by a row or a few).
+        """
         from botorch.exceptions.errors import ModelFittingError
         from botorch.optim.fit import fit_gpytorch_mll_scipy
         from gpytorch.mlls import ExactMarginalLogLikelihood
 
-        r, m = int(self.n_restarts), Y_t.shape[1]
-        starts = self._model(X_t.expand(r, *X_t.shape), Y_t.expand(r, *Y_t.shape), floor)
-        self._scatter_starts(starts, r)
+        starts, maxiter = self._starts(X_t, Y_t, floor, previous)
+        r, m = starts.train_inputs[0].shape[0], Y_t.shape[1]
         mll = ExactMarginalLogLikelihood(starts.likelihood, starts).train()
-        fit_gpytorch_mll_scipy(mll, options={"maxiter": int(self.maxiter)})
+        fit_gpytorch_mll_scipy(mll, options={"maxiter": maxiter})
         with torch.no_grad():
             value = mll(starts(*starts.train_inputs), starts.train_targets).reshape(r, m)
         value = torch.nan_to_num(value, nan=-torch.inf)
@@ -180,6 +214,18 @@ class GaussianProcessSurrogate(EncodedSurrogate, BaseEstimator):
                 param.copy_(per_start[best[0]] if m == 1 else per_start[best, torch.arange(m)])
         self.log_marginal_likelihood_ = value.max(0).values.numpy()
         return model
+
+    def _starts(self, X_t, Y_t, floor: float | None, previous: dict | None):
+        """The batched model of the starts and the iterations: the warm start (``previous``, a quarter of
+        ``maxiter``) when its parameters fit the model, else ``n_restarts`` cold starts."""
+        if previous is not None:
+            warm = self._model(X_t.unsqueeze(0), Y_t.unsqueeze(0), floor)
+            if _load_parameters(warm, previous):
+                return warm, max(int(self.maxiter) // 4, 5)
+        r = int(self.n_restarts)
+        starts = self._model(X_t.expand(r, *X_t.shape), Y_t.expand(r, *Y_t.shape), floor)
+        self._scatter_starts(starts, r)
+        return starts, int(self.maxiter)
 
     def _scatter_starts(self, model, r: int) -> None:
         """Starts ``1..r-1``: hyper-parameters drawn log-uniformly (seeded) over plausible ranges for

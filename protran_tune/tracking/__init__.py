@@ -13,12 +13,11 @@ from protran_tune.tracking.records import (
     measurement_metrics,
     measurement_summary,
     objective_values,
-    record_key,
 )
 
 __all__ = [
     "METRIC_NAMES", "architecture_params", "measurement_metrics", "measurement_summary", "objective_values",
-    "record_key", "MlflowTracker", "StudyRecorder",
+    "MlflowTracker", "StudyRecorder",
 ]
 
 

@@ -7,8 +7,8 @@ attrs hold ``architecture`` (JSON object), ``arch_hash``, ``platform``, ``source
 trial holds ``fail_reason``.
 
 Crash safety: the measurement is written to the trial's user attrs *before* ``tell``; a process killed
-between the two leaves a RUNNING trial whose measurement :meth:`StudyRecorder.recover_running` completes
-without measuring again.
+between the two leaves a RUNNING trial whose measurement ``profile`` completes on its next run without
+measuring again.
 """
 
 from __future__ import annotations
@@ -17,13 +17,14 @@ import warnings
 from typing import Any, Mapping
 
 import optuna
+from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from protran_tune.platforms.measurement import Measurement
-from protran_tune.tracking.records import architecture_from_attr
+from protran_tune.platforms.records import record_key
 from protran_tune.space import Architecture
 from protran_tune.space.search_space import optuna_distributions
-from protran_tune.tracking.records import METRIC_NAMES, measurement_summary, objective_values, record_key
+from protran_tune.tracking.records import METRIC_NAMES, measurement_summary, objective_values
 
 ROLE_ATTR = "protran:role"
 
@@ -45,27 +46,39 @@ def create_study(storage: Any, study_name: str, sampler: optuna.samplers.BaseSam
 
 def trial_attrs(arch: Architecture, m: Measurement | None, platform: str, workload: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """User attrs recorded on a trial (architecture, hash, platform, record key, measurement)."""
-    wl = dict(workload or {})
     attrs: dict[str, Any] = {"architecture": arch.to_json(), "arch_hash": arch.content_hash(), "platform": platform}
     if m is not None:
-        attrs.update(measurement=m.to_dict(include_trace=True), summary=measurement_summary(m), source=m.source,
-                     record_key=record_key(arch.content_hash(), platform, m.mode, m.batch_size, m.seq_len))
-    else:
-        attrs["record_key"] = record_key(arch.content_hash(), platform, wl.get("mode", "inference"),
-                                         wl.get("batch_size"), wl.get("seq_len"))
+        attrs.update(measurement=m.to_dict(include_trace=True), summary=measurement_summary(m), source=m.source)
+    attrs["record_key"] = record_key({**attrs, "workload": workload}, measured=True)
     return attrs
 
 
 class StudyRecorder:
-    """Writes measurements into an Optuna study (ask/tell trials, added trials, recovery)."""
+    """Writes measurements into an Optuna study (ask/tell trials, added trials).
 
-    def __init__(self, study: optuna.Study) -> None:
+    Args:
+        study: the study written to.
+        storage: the storage it lives in (the ``optuna.storages.BaseStorage`` or URL it was created with).
+            User attrs of a RUNNING trial known by its number only (asked earlier, or by a process that
+            died) are written through the storage's public API: a study hands out no such trial.
+    """
+
+    def __init__(self, study: optuna.Study, storage: BaseStorage | str) -> None:
+        from protran_tune.runtime import open_storage
+
         self.study = study
+        self.storage = open_storage(storage) if isinstance(storage, str) else storage
+        self._study_id = self.storage.get_study_id_from_name(study.study_name)
 
-    def _set_attrs(self, number: int, attrs: Mapping[str, Any]) -> None:
-        trial_id = self.study._storage.get_trial_id_from_study_id_trial_number(self.study._study_id, number)
+    def trial_id(self, number: int) -> int:
+        """The storage's id of trial ``number`` (what storage-level calls such as heartbeats take)."""
+        return self.storage.get_trial_id_from_study_id_trial_number(self._study_id, number)
+
+    def set_trial_attrs(self, number: int, attrs: Mapping[str, Any]) -> None:
+        """Set user attrs of unfinished trial ``number`` (a finished trial's attrs cannot change)."""
+        trial_id = self.trial_id(number)
         for key, value in attrs.items():
-            self.study._storage.set_trial_user_attr(trial_id, key, value)
+            self.storage.set_trial_user_attr(trial_id, key, value)
 
     def complete(self, number: int, arch: Architecture, m: Measurement, platform: str) -> FrozenTrial:
         """Record ``m`` on RUNNING trial ``number`` and tell it COMPLETE (or FAIL if an objective is missing)."""
@@ -73,7 +86,7 @@ class StudyRecorder:
             values = objective_values(m)
         except ValueError as exc:
             return self.fail(number, arch, str(exc), platform, measurement=m)
-        self._set_attrs(number, trial_attrs(arch, m, platform))
+        self.set_trial_attrs(number, trial_attrs(arch, m, platform))
         return self.study.tell(number, values, skip_if_finished=True)
 
     def fail(self, number: int, arch: Architecture, reason: str, platform: str, workload: Mapping[str, Any] | None = None,
@@ -81,7 +94,7 @@ class StudyRecorder:
         """Tell RUNNING trial ``number`` FAIL with ``fail_reason``; the study goes on."""
         attrs = trial_attrs(arch, measurement, platform, workload)
         attrs["fail_reason"] = reason
-        self._set_attrs(number, attrs)
+        self.set_trial_attrs(number, attrs)
         return self.study.tell(number, state=TrialState.FAIL, skip_if_finished=True)
 
     def add(self, arch: Architecture, m: Measurement | None, platform: str, space: Any = "flexibert2",
@@ -107,24 +120,3 @@ class StudyRecorder:
         )
         self.study.add_trial(trial)
         return self.study.get_trials(deepcopy=False)[-1]
-
-    def record_keys(self, states: tuple[TrialState, ...] = (TrialState.COMPLETE,)) -> dict[str, int]:
-        """``{record_key: trial number}`` of the study's trials in ``states``."""
-        return {t.user_attrs["record_key"]: t.number for t in self.study.get_trials(deepcopy=False, states=states)
-                if "record_key" in t.user_attrs}
-
-    def recover_running(self, measure_again: Any = None) -> list[int]:
-        """Finish RUNNING trials left by a killed process; returns their numbers.
-
-        A trial whose measurement reached the storage is completed from it (not measured again);
-        the others are returned for measuring (their architecture is in the params).
-        """
-        pending = []
-        for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            data = t.user_attrs.get("measurement")
-            if data is not None:
-                arch = architecture_from_attr(t.user_attrs["architecture"])
-                self.complete(t.number, arch, Measurement.from_dict(data), t.user_attrs.get("platform", data["platform"]))
-            else:
-                pending.append(t.number)
-        return pending

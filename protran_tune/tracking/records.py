@@ -9,7 +9,7 @@ Objectives (all per sequence, minimised): ``latency_s``, ``energy_j`` and ``peak
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
+from typing import Any
 
 from protran_tune.objectives.targets import HARDWARE_TARGETS
 from protran_tune.platforms.measurement import Measurement
@@ -85,17 +85,6 @@ def trace_csv(m: Measurement) -> str:
     """The power trace as CSV text ``t_s,power_w``."""
     rows = [",".join(TRACE_FIELDS)] + [f"{t:.6f},{w:.6f}" for t, w in m.power_trace]
     return "\n".join(rows) + "\n"
-
-
-def record_key(arch_hash: str, platform: str, mode: str, batch_size: int | None, seq_len: int | None) -> str:
-    """Identity of one measurement record (what ``import`` and ``profile`` de-duplicate on)."""
-    return f"{arch_hash}|{platform}|{mode}|{batch_size}|{seq_len}"
-
-
-def measurement_from_record(record: Mapping[str, Any]) -> Measurement | None:
-    """The :class:`Measurement` of a ``measure`` JSONL record (``None`` for a failed record)."""
-    data = record.get("measurement")
-    return None if data is None else Measurement.from_dict(data)
 
 
 def architecture_from_attr(value: Any) -> Architecture:

@@ -55,7 +55,7 @@ class InProcessExecutor:
 
 
 class RayExecutor:
-    """Measure on platform-bound Ray actors (:class:`~protran_tune.platforms.pool.PlatformPool`).
+    """Measure on platform-bound Ray actors (:class:`~protran_tune.cluster.pool.PlatformPool`).
 
     One actor per ``platform:<name>`` resource unit (or ``n_workers``); ``width`` measurements in flight.
     An actor that dies is restarted and its measurement retried once by the pool; a second death is a
@@ -65,7 +65,7 @@ class RayExecutor:
     def __init__(self, platform: str, workload: Workload, options: Mapping[str, Any] | None = None,
                  n_workers: int | None = None, plugins: Sequence[str] = ()) -> None:
         from protran_tune.errors import UsageError
-        from protran_tune.platforms.pool import PlatformPool
+        from protran_tune.cluster.pool import PlatformPool
 
         self.platform_name = platform
         self.workload = workload

@@ -68,31 +68,16 @@ def dataset_from_study(storage: Any, study_name: str) -> Dataset:
     return dataset_from_trials(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)), study.metric_names)
 
 
-def read_records(path: str | Path) -> Iterable[tuple[int, dict[str, Any]]]:
-    """``(line number, record)`` of a ``measure`` JSONL file; malformed lines raise ``ValueError``."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"measurement file {path} does not exist")
-    with path.open() as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{path}:{lineno}: malformed JSON ({exc.msg})") from None
-            if not isinstance(record, dict) or "architecture" not in record:
-                raise ValueError(f"{path}:{lineno}: a measurement record needs an 'architecture' field")
-            yield lineno, record
-
-
 def dataset_from_files(paths: Sequence[str | Path]) -> tuple[Dataset, list[str]]:
-    """Dataset of ``measure`` JSONL files; returns it and the list of skipped records (failed ones)."""
+    """Dataset of ``measure`` JSONL files (read-only); returns it and what was skipped: failed records and a
+    torn last line (a writer killed, or still writing)."""
     from protran_tune.platforms.measurement import Measurement
+    from protran_tune.platforms.records import read_records
 
     archs, ys, plats, skipped = [], [], [], []
     for path in paths:
-        for lineno, record in read_records(path):
+        for lineno, record in read_records(path, repair=False, warn=skipped.append, require=("architecture",),
+                                           missing_ok=False):
             where = f"{path}:{lineno}"
             if record.get("measurement") is None:
                 skipped.append(f"{where}: status {record.get('status')!r} ({record.get('error')})")
@@ -113,16 +98,6 @@ def dataset_from_files(paths: Sequence[str | Path]) -> tuple[Dataset, list[str]]
 
 
 # --------------------------------------------------------------------------- surrogates
-def make_regressor(name: str, seed: int = 0, space: str = "flexibert2", **params: Any) -> Any:
-    """A surrogate by name (``gp``, ``dt``, ``bdt``, ``boshnas``, ...) taking ProTran embeddings of ``space``,
-    with constructor ``params`` (e.g. ``kernel="linear+matern", encoder="cost"`` for ``gp``)."""
-    from protran_tune.surrogates import make_surrogate, surrogate_class
-
-    if "space" in surrogate_class(name)().get_params():
-        params = {"space": space, **params}
-    return make_surrogate(name, random_state=seed, **params)
-
-
 def embed(space: str, archs: Sequence[Architecture]) -> np.ndarray:
     """ProTran embeddings ``(n, embedding_dim)`` of ``archs`` (the surrogates' input)."""
     sp = get_space(space)
@@ -196,6 +171,10 @@ except ImportError:  # measuring machines without MLflow still import this modul
 
 class SurrogateModel(_PythonModel):  # type: ignore[misc, valid-type]
     """MLflow pyfunc wrapper: architectures (JSON column) -> per-target mean and std, physical units."""
+
+    # The input is a JSON column, not a typed schema: MLflow's type-hint validation has nothing to check (and
+    # would warn at every import of this module that predict has no type hints).
+    _skip_type_hint_validation = True
 
     def __init__(self, surrogate: Any, space: str, seq_len: int, scale: Sequence[float],
                  targets: Sequence[str] = HARDWARE_TARGETS) -> None:
@@ -273,17 +252,20 @@ def fit_surrogates(data: Dataset, names: Sequence[str], *, space: str = "flexibe
     """
     import pickle
 
+    from protran_tune.surrogates import make_surrogate
+
     if len(data) < 6:
         raise ValueError(f"need at least 6 measured architectures to fit and test, got {len(data)}")
     params = dict(params or {})
     for name in names:
-        make_regressor(name, seed, space, **params)  # unknown parameters fail before any fit
+        make_surrogate(name, seed, default_space=space, **params)  # unknown parameters fail before any fit
     train, test = split(data, test_fraction, seed)
     scale = np.maximum(data.Y.max(0), 1e-30)
     reports = []
     for name in names:
-        evaluation = fit_and_evaluate(make_regressor(name, seed, space, **params), space, train, test, scale=scale)
-        final = make_regressor(name, seed, space, **params).fit(embed(space, data.archs), data.Y / scale)
+        evaluation = fit_and_evaluate(make_surrogate(name, seed, default_space=space, **params), space, train, test,
+                                      scale=scale)
+        final = make_surrogate(name, seed, default_space=space, **params).fit(embed(space, data.archs), data.Y / scale)
         model = SurrogateModel(final, space, seq_len, scale, data.targets)
         run_id = None
         if tracker is not None:

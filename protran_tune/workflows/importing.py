@@ -14,10 +14,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from protran_tune.platforms.measurement import Measurement
-from protran_tune.tracking.records import architecture_from_attr
+from protran_tune.platforms.records import read_records, record_key
 from protran_tune.space import Architecture
-from protran_tune.tracking.records import record_key
-from protran_tune.workflows.fit import read_records
 
 
 @dataclass
@@ -40,7 +38,7 @@ def import_measurements(paths: Sequence[str | Path], storage: Any, *, study_name
     keys: dict[str, set[str]] = {}
     parents: dict[str, str] = {}
     for path in paths:
-        for lineno, record in read_records(path):
+        for lineno, record in read_records(path, repair=False, require=("architecture",), missing_ok=False):
             where = f"{path}:{lineno}"
             try:
                 arch = Architecture.from_dict(record["architecture"])
@@ -51,13 +49,11 @@ def import_measurements(paths: Sequence[str | Path], storage: Any, *, study_name
             if not platform:
                 raise ValueError(f"{where}: record names no platform")
             wl = record.get("workload") or {}
-            key = (record_key(arch.content_hash(), platform, m.mode, m.batch_size, m.seq_len) if m else
-                   record_key(arch.content_hash(), platform, wl.get("mode", "inference"), wl.get("batch_size"),
-                              wl.get("seq_len")))
+            key = record_key({**record, "arch_hash": arch.content_hash(), "platform": platform}, measured=True)
             name = study_name or f"{prefix}-{platform}"
             if name not in recorders:
                 study = create_study(storage, name, user_attrs={"platform": platform, "space": space})
-                recorders[name] = StudyRecorder(study)
+                recorders[name] = StudyRecorder(study, storage)
                 keys[name] = {t.user_attrs.get("record_key") for t in study.get_trials(deepcopy=False)}
                 if tracker is not None:
                     parents[name] = tracker.study_run(name, tags={"protran.platform": platform})
@@ -77,13 +73,6 @@ def import_measurements(paths: Sequence[str | Path], storage: Any, *, study_name
                                   extra_tags={"protran.imported_from": Path(path).name})
     if tracker is not None:  # also log trials an interrupted import left untracked
         for name, recorder in recorders.items():
-            logged = tracker.logged_trials(name)
-            for t in recorder.study.get_trials(deepcopy=False):
-                if t.number not in logged and "architecture" in t.user_attrs and t.state.name in ("COMPLETE", "FAIL"):
-                    data = t.user_attrs.get("measurement") if t.state.name == "COMPLETE" else None
-                    tracker.log_trial(study=name, parent_run_id=parents[name], trial_number=t.number,
-                                      arch=architecture_from_attr(t.user_attrs["architecture"]),
-                                      measurement=Measurement.from_dict(data) if data else None,
-                                      platform=t.user_attrs.get("platform", ""), error=t.user_attrs.get("fail_reason"))
+            tracker.log_untracked_trials(recorder.study, parents[name])
             tracker.finish_study(parents[name])
     return result

@@ -101,24 +101,9 @@ class ReplayConfig:
 
 
 def _lhs_seed(E: np.ndarray, pool: np.ndarray, k: int, rng: np.random.Generator, space: str) -> list[int]:
-    from scipy.stats import qmc, rankdata
+    from protran_tune.samplers.qmc import lhs_pool_rows
 
-    from protran_tune.space import FeatureEncoder
-
-    fe = FeatureEncoder(space)
-    F = fe.transform(E[pool])[:, : fe.n_global_features_]  # whole-architecture columns
-    F = F[:, np.ptp(F, axis=0) > 0]
-    U = np.column_stack([(rankdata(c) - 0.5) / len(c) for c in F.T])  # rank-normalised to (0, 1)
-    points = qmc.LatinHypercube(d=U.shape[1], seed=rng).random(k)
-    free = np.ones(len(pool), dtype=bool)
-    chosen = []
-    for p in points:
-        d = ((U - p) ** 2).sum(1)
-        d[~free] = np.inf
-        i = int(np.argmin(d))
-        free[i] = False
-        chosen.append(int(pool[i]))
-    return chosen
+    return [int(pool[i]) for i in lhs_pool_rows(E[pool], k, rng, space)]
 
 
 def as_table(dataset: Table | RecordedDataset) -> Table:

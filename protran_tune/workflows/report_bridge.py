@@ -17,16 +17,13 @@ from typing import Any
 
 import numpy as np
 
-from protran_tune.objectives.targets import HARDWARE_TARGETS, get_target
+from protran_tune.objectives.targets import HARDWARE_TARGETS
+from protran_tune.platforms.records import read_records
 from protran_tune.reporting.figures import pyplot, save_figure
+from protran_tune.reporting.learning import plot_predicted_vs_real
 
 log = logging.getLogger(__name__)
 TARGETS = HARDWARE_TARGETS
-UNITS = {t: get_target(t).unit for t in TARGETS}
-
-
-def _records(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
 
 
 def plot_power_traces(records: list[dict[str, Any]], out: Path, max_traces: int = 6) -> Path | None:
@@ -97,40 +94,39 @@ def plot_learning_curve(result: dict[str, Any], out: Path, threshold: float | No
     return save_figure(fig, out / "learning_curve.png")
 
 
-def plot_predicted_vs_real(pred: dict[str, Any], out: Path) -> Path | None:
+def _plot_predictions(pred: dict[str, Any], out: Path) -> Path | None:
+    """Held-out predicted vs real in physical units (``predictions.json``), ``None`` without predictions."""
     if not pred:
         return None
-    yt, yp, ys = (np.asarray(pred[k]) for k in ("y_true", "y_pred", "y_std"))
-    plt = pyplot()
-    fig, axes = plt.subplots(1, 3, figsize=(11, 3.6), dpi=100)
-    for k, (ax, name) in enumerate(zip(axes, TARGETS)):
-        ax.errorbar(yt[:, k], yp[:, k], yerr=ys[:, k], fmt="o", ms=3, lw=0.8)
-        lo, hi = float(min(yt[:, k].min(), yp[:, k].min())), float(max(yt[:, k].max(), yp[:, k].max()))
-        ax.plot([lo, hi], [lo, hi], "k--", lw=0.8)
-        ax.set_xlabel(f"measured {name} ({UNITS[name]})")
-        ax.set_ylabel(f"predicted ({UNITS[name]})")
-    fig.suptitle(f"Held-out predicted vs real ({pred.get('regressor', '')}, ±1 std)")
-    return save_figure(fig, out / "predicted_vs_real.png")
+    targets = pred.get("targets", TARGETS)
+    return plot_predicted_vs_real(pred, out / "predicted_vs_real.png", targets, units=dict(zip(targets, pred.get("units", []))),
+                                  title=f"Held-out predicted vs real ({pred.get('regressor', '')}, ±1 std)")
+
+
+def format_samples_to_convergence(samples: dict[str, int | None]) -> str:
+    """``latency_s 12, energy_j not reached, ...`` (``none`` when there is no curve)."""
+    return ", ".join(f"{k} {'not reached' if v is None else v}" for k, v in samples.items()) or "none"
 
 
 def make_report(out_dir: Path, *, measurements: Path, profile_result: Path, predictions: Path, title: str) -> list[Path]:
     """Draw the profile plots into ``out_dir``, add the reporting module's output, write ``summary.md``."""
-    records = _records(measurements)
+    records = [r for _, r in read_records(measurements, repair=False)]
     result = json.loads(profile_result.read_text()) if profile_result.exists() else {}
     pred = json.loads(predictions.read_text()) if predictions.exists() else {}
     plots = [p for p in (
         plot_power_traces(records, out_dir),
         plot_pairwise_distance(records, out_dir),
         plot_learning_curve(result, out_dir, result.get("threshold")),
-        plot_predicted_vs_real(pred, out_dir),
+        _plot_predictions(pred, out_dir),
     ) if p is not None]
     from protran_tune.reporting import build_report
 
     head = build_report([measurements], out_dir).summary.read_text()
-    lines = [head.rstrip(), "", f"## Profile: {title}", "", f"- measured: {result.get('n_measured')} (failed {result.get('n_failed')}), "
-             f"held out: {result.get('n_test')}", f"- stop: {result.get('stop_reason')} "
-             f"(converged: {result.get('converged')}), samples to convergence: {result.get('samples_to_convergence')}",
-             ""]
+    lines = [head.rstrip(), "", f"## Profile: {title}", "",
+             f"- measured: {result.get('n_measured')} (failed {result.get('n_failed')}), held out: {result.get('n_test')}",
+             f"- stop: {result.get('stop_reason')} (converged: {result.get('converged')}); samples to convergence "
+             f"(held-out test MSE below {result.get('threshold')}): "
+             f"{format_samples_to_convergence(result.get('samples_to_convergence') or {})}", ""]
     final = result.get("final", {})
     if final:
         lines += ["| measure | test MSE | Kendall tau | within 10% |", "|---|---|---|---|"]

@@ -5,14 +5,14 @@ options *inside* the actor (sensors open on the node that owns the device). It i
 custom resource ``platform:<name>`` that the device's node advertises, e.g.
 ``ray start --resources '{"platform:cuda": 1}'``, and runs one method at a time
 (``max_concurrency=1``), so each device measures one architecture at a time while many devices run in
-parallel. :mod:`protran_tune.platforms.pool` spreads batches over all actors of a platform.
+parallel. :mod:`protran_tune.cluster.pool` spreads batches over all actors of a platform.
 
 Platforms defined outside protran-tune are made known to the actor through ``plugins``: module names
 imported in the actor before the platform is built (their ``@register_platform`` runs there); the
 modules must be importable on every node.
 
-This module and :mod:`~protran_tune.platforms.pool` are the only ones that import Ray; the measuring
-core stays importable without it.
+This module and :mod:`~protran_tune.cluster.pool` import Ray; the measuring core
+(:mod:`protran_tune.platforms`) stays importable without it.
 """
 
 from __future__ import annotations
@@ -23,13 +23,14 @@ import socket
 import time
 from typing import Any, Mapping, Sequence
 
-from protran_tune.platforms.raycompat import ensure_ray_importable
+from protran_tune.cluster.raycompat import ensure_ray_importable
 
 ensure_ray_importable()
 
 import ray  # noqa: E402
 
-from protran_tune.platforms.base import MeasurementError, Platform, Workload, get_platform  # noqa: E402
+from protran_tune.platforms.base import Workload, get_platform  # noqa: E402
+from protran_tune.platforms.records import measurement_record  # noqa: E402
 from protran_tune.space import Architecture  # noqa: E402
 
 RESOURCE_PREFIX = "platform:"
@@ -40,32 +41,6 @@ def platform_resource(platform: str) -> str:
     if not isinstance(platform, str) or not platform or platform != platform.strip():
         raise ValueError(f"platform must be a non-empty registry name, got {platform!r}")
     return RESOURCE_PREFIX + platform
-
-
-def measurement_record(platform: Platform, arch: Architecture, workload: Workload) -> dict[str, Any]:
-    """Measure ``arch`` and return the record the ``measure`` command writes (one JSON line).
-
-    Keys: ``arch_hash``, ``architecture``, ``platform``, ``status`` (``ok``/``failed``), ``error``
-    (``None`` or ``"<ExceptionType>: message"``), ``measurement`` (:meth:`Measurement.to_dict` or
-    ``None``), ``workload``. A :class:`MeasurementError` (out of memory, sensor unreadable, ...) or any
-    other exception raised by the platform gives a failed record instead of propagating.
-    """
-    record: dict[str, Any] = {
-        "arch_hash": arch.content_hash(),
-        "architecture": arch.to_dict(),
-        "platform": platform.name,
-        "status": "ok",
-        "error": None,
-        "measurement": None,
-        "workload": workload.to_dict(),
-    }
-    try:
-        record["measurement"] = platform.measure(arch, workload).to_dict()
-    except MeasurementError as exc:
-        record.update(status="failed", error=f"{type(exc).__name__}: {exc}")
-    except Exception as exc:  # noqa: BLE001 - a platform bug must not stop a batch; it is recorded
-        record.update(status="failed", error=f"{type(exc).__name__}: {exc}")
-    return record
 
 
 def node_info() -> dict[str, Any]:

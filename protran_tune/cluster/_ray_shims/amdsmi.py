@@ -1,4 +1,4 @@
-"""Stand-in for a broken ``amdsmi`` install (put first on the path by :mod:`protran_tune.platforms.raycompat`).
+"""Stand-in for a broken ``amdsmi`` install (put first on the path by :mod:`protran_tune.cluster.raycompat`).
 
 ``amdsmi`` 7.x raises ``KeyError`` at import when ``libamd_smi.so`` is absent, which crashes ``import
 ray`` (Ray only tolerates ``ImportError``). This module turns that into the ``ImportError`` Ray and Zeus

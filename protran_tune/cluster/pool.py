@@ -1,7 +1,7 @@
 """Spread a batch of architectures over every device of a platform: :class:`PlatformPool`.
 
 The pool asks the cluster how many units of the resource ``platform:<name>`` exist
-(:func:`ray.cluster_resources`), starts one :data:`~protran_tune.platforms.actors.PlatformActor` per unit
+(:func:`ray.cluster_resources`), starts one :data:`~protran_tune.cluster.actors.PlatformActor` per unit
 (Ray places each on a node that advertises the resource) and feeds each actor the next architecture as
 soon as it is free. Records are yielded as they complete and, with ``out=``, appended to a JSON-lines
 file (flushed and fsynced one by one) in the ``measure`` command's format plus a ``node`` field, so a
@@ -20,7 +20,7 @@ failed records, never exceptions.
 Example (a local Ray with two ``cpu`` devices)::
 
     import ray
-    from protran_tune.platforms.pool import PlatformPool
+    from protran_tune.cluster.pool import PlatformPool
     ray.init(num_cpus=2, resources={"platform:cpu": 2}, include_dashboard=False)
     with PlatformPool("cpu") as pool:
         for record in pool.map(archs, out="results.jsonl"):
@@ -29,17 +29,14 @@ Example (a local Ray with two ``cpu`` devices)::
 
 from __future__ import annotations
 
-import json
-import os
 import time
 from collections import deque
-from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
+from typing import IO, Any, Callable, Iterable, Iterator, Mapping, Sequence
 
-from protran_tune.platforms.actors import RESOURCE_PREFIX, platform_resource, start_platform_actor
+from protran_tune.cluster.actors import RESOURCE_PREFIX, platform_resource, start_platform_actor
 from protran_tune.platforms.base import Workload
-from protran_tune.platforms.records import read_records, record_key
+from protran_tune.platforms.records import finish_record, read_records, record_key, records_to_skip
 from protran_tune.space import Architecture
 
 import ray  # noqa: E402  (imported after actors, which makes ``import ray`` safe)
@@ -56,11 +53,6 @@ def _as_architecture(item: Architecture | Mapping[str, Any], index: int) -> Arch
         return Architecture.from_dict(item)
     except ValueError as exc:
         raise ValueError(f"archs[{index}]: {exc}") from None
-
-
-def read_measured_hashes(path: str | Path) -> set[str]:
-    """``arch_hash`` of every record in a JSON-lines results file (see :func:`read_records`)."""
-    return {record["arch_hash"] for record in read_records(path)}
 
 
 def platform_units(platform: str) -> float:
@@ -212,12 +204,12 @@ class PlatformPool:
         missing = {a.content_hash() for a in items} - set(by_hash)
         if missing and out is not None:
             wanted = {self._key(h, (workload or self.workload).to_dict()) for h in missing}
-            for rec in read_records(out):
+            for _, rec in read_records(out):
                 if record_key(rec) in wanted:
                     by_hash[rec["arch_hash"]] = rec
         return [by_hash[a.content_hash()] for a in items]
 
-    def _key(self, arch_hash: str, workload: dict[str, Any]) -> tuple:
+    def _key(self, arch_hash: str, workload: dict[str, Any]) -> str:
         return record_key({"arch_hash": arch_hash, "platform": self.platform, "workload": workload, "repeat": 0})
 
     def map(
@@ -251,9 +243,7 @@ class PlatformPool:
             raise ValueError(f"workload must be a Workload, got {type(work).__name__}")
         todo: deque[tuple[str, dict[str, Any]]] = deque()
         wd = work.to_dict()
-        measured = set()
-        if out is not None and resume:
-            measured = {record_key(r) for r in read_records(out) if r.get("status") == "ok" or not retry_failed}
+        measured = set(records_to_skip(out, retry_failed)) if out is not None and resume else set()
         seen: set[str] = set()
         for index, item in enumerate(archs):
             arch = _as_architecture(item, index)
@@ -276,94 +266,21 @@ class PlatformPool:
         todo: deque[tuple[str, dict[str, Any]]],
         workload: dict[str, Any],
         total: int,
-        sink: Any,
+        sink: IO[str] | None,
         on_result: ProgressCallback | None,
     ) -> Iterator[dict[str, Any]]:
-        attempts: dict[str, int] = {}
-        timed_out: set[str] = set()
-        limit = float("inf") if self.measure_timeout_s is None else self.measure_timeout_s
-        idle: deque[int] = deque(i for i, a in enumerate(self._actors) if a is not None)
-        inflight: dict[Any, tuple[str, int, tuple[str, dict[str, Any]] | None, float]] = {}
-        done = 0
-
-        def finish(record: dict[str, Any]) -> dict[str, Any]:
-            nonlocal done
-            done += 1
-            record.setdefault("repeat", 0)
-            record["finished_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
-            self.stats["measured" if record.get("status") == "ok" else "failed"] += 1
-            if sink is not None:
-                sink.write(json.dumps(record) + "\n")
-                sink.flush()
-                os.fsync(sink.fileno())
-            if on_result is not None:
-                on_result(record, done, total)
-            return record
-
-        def check(slot: int) -> None:
-            # Ray queues the ping until the restarted actor is up; a RayActorError means it is gone.
-            inflight[self._actors[slot].ping.remote()] = ("ping", slot, None, time.monotonic() + self.start_timeout_s)
-
-        while todo or inflight:
-            while idle and todo:
-                slot = idle.popleft()
-                key, arch = item = todo.popleft()
-                attempts[key] = attempts.get(key, 0) + 1
-                ref = self._actors[slot].measure.remote(arch, workload)
-                inflight[ref] = ("measure", slot, item, time.monotonic() + limit)
-            if not inflight:  # work left but every actor is lost
-                while todo:
-                    key, arch = todo.popleft()
-                    yield finish(self._failed(key, arch, workload, attempts.get(key, 0),
-                                              f"no live {self.platform!r} actor left to measure it"))
+        """Feed ``todo`` to the actors until every item has a record (see :class:`_BatchRun`)."""
+        run = _BatchRun(self, todo, workload, total, sink, on_result)
+        while todo or run.inflight:
+            run.submit()
+            if not run.inflight:  # work left but every actor is lost
+                yield from run.fail_remaining()
                 break
-            deadline = min(entry[3] for entry in inflight.values())
-            timeout = None if deadline == float("inf") else max(0.0, deadline - time.monotonic())
-            ready, _ = ray.wait(list(inflight), num_returns=1, timeout=timeout)
-            if not ready:
-                now = time.monotonic()
-                for ref, (kind, slot, item, due) in list(inflight.items()):
-                    if due > now:
-                        continue
-                    if kind == "ping":  # the actor did not come back in time: give up on it
-                        del inflight[ref]
-                        self._replace_or_drop(slot, check)
-                    else:  # a wedged measurement: restart its actor; the ref then fails and is retried
-                        timed_out.add(item[0])
-                        inflight[ref] = (kind, slot, item, float("inf"))
-                        ray.kill(self._actors[slot], no_restart=False)
-                continue
-            ref = ready[0]
-            kind, slot, item, _ = inflight.pop(ref)
-            try:
-                value = ray.get(ref)
-            except RayError as exc:
-                if kind == "ping":  # Ray gave up on this actor
-                    self._replace_or_drop(slot, check)
-                    continue
-                key, arch = item
-                if not isinstance(exc, RayActorError):  # the call itself failed; the actor lives
-                    idle.append(slot)
-                    yield finish(self._failed(key, arch, workload, attempts[key], _cause(exc)))
-                    continue
-                self.stats["actor_errors"] += 1
-                if attempts[key] < 2:
-                    self.stats["retried"] += 1
-                    todo.appendleft(item)
-                else:
-                    why = f"actor died twice while measuring it: {_cause(exc)}"
-                    if key in timed_out:
-                        why += f" (restarted after exceeding measure_timeout_s={self.measure_timeout_s:g} s)"
-                    yield finish(self._failed(key, arch, workload, attempts[key], why))
-                check(slot)
-                continue
-            if kind == "ping":
-                idle.append(slot)
-                continue
-            key = item[0]
-            value["attempts"] = attempts[key]
-            idle.append(slot)
-            yield finish(value)
+            ref = run.wait()
+            if ref is None:
+                run.expire()
+            else:
+                yield from run.collect(ref)
 
     def _replace_or_drop(self, slot: int, check: Callable[[int], None]) -> None:
         """Ray gave up on the actor of ``slot`` (or it did not come back in time): start a new one where
@@ -386,6 +303,114 @@ class PlatformPool:
             "arch_hash": key, "architecture": arch, "platform": self.platform, "status": "failed",
             "error": error, "measurement": None, "workload": workload, "node": None, "attempts": attempts,
         }
+
+
+class _BatchRun:
+    """The state of one :meth:`PlatformPool.map` batch: queued work, calls in flight, attempts per item.
+
+    ``inflight`` maps each Ray object ref to ``(kind, slot, item, due)``: ``kind`` ``"measure"`` (``item``
+    is ``(arch_hash, arch dict)``) or ``"ping"`` (a restarted actor's liveness check), ``due`` the
+    ``time.monotonic()`` deadline after which it counts as wedged (or the actor as gone).
+    """
+
+    def __init__(self, pool: PlatformPool, todo: deque[tuple[str, dict[str, Any]]], workload: dict[str, Any],
+                 total: int, sink: IO[str] | None, on_result: ProgressCallback | None) -> None:
+        self.pool, self.todo, self.workload, self.total = pool, todo, workload, total
+        self.sink, self.on_result = sink, on_result
+        self.attempts: dict[str, int] = {}
+        self.timed_out: set[str] = set()
+        self.limit = float("inf") if pool.measure_timeout_s is None else pool.measure_timeout_s
+        self.idle: deque[int] = deque(i for i, a in enumerate(pool._actors) if a is not None)
+        self.inflight: dict[Any, tuple[str, int, tuple[str, dict[str, Any]] | None, float]] = {}
+        self.done = 0
+
+    def finish(self, record: dict[str, Any]) -> dict[str, Any]:
+        """Count ``record``, append it to the sink and report progress; returns it."""
+        self.done += 1
+        record.setdefault("repeat", 0)
+        self.pool.stats["measured" if record.get("status") == "ok" else "failed"] += 1
+        finish_record(record, self.sink)
+        if self.on_result is not None:
+            self.on_result(record, self.done, self.total)
+        return record
+
+    def check(self, slot: int) -> None:
+        """Ping the actor of ``slot``: Ray queues the ping until a restarted actor is up; a
+        ``RayActorError`` means it is gone."""
+        ref = self.pool._actors[slot].ping.remote()
+        self.inflight[ref] = ("ping", slot, None, time.monotonic() + self.pool.start_timeout_s)
+
+    def submit(self) -> None:
+        """Give every idle actor the next queued architecture."""
+        while self.idle and self.todo:
+            slot = self.idle.popleft()
+            key, arch = item = self.todo.popleft()
+            self.attempts[key] = self.attempts.get(key, 0) + 1
+            ref = self.pool._actors[slot].measure.remote(arch, self.workload)
+            self.inflight[ref] = ("measure", slot, item, time.monotonic() + self.limit)
+
+    def fail_remaining(self) -> Iterator[dict[str, Any]]:
+        """Failed records for the queued work when no actor is left."""
+        while self.todo:
+            key, arch = self.todo.popleft()
+            yield self.finish(self.pool._failed(key, arch, self.workload, self.attempts.get(key, 0),
+                                                f"no live {self.pool.platform!r} actor left to measure it"))
+
+    def wait(self) -> Any | None:
+        """The first call to finish, or ``None`` when the earliest deadline passed first."""
+        deadline = min(entry[3] for entry in self.inflight.values())
+        timeout = None if deadline == float("inf") else max(0.0, deadline - time.monotonic())
+        ready, _ = ray.wait(list(self.inflight), num_returns=1, timeout=timeout)
+        return ready[0] if ready else None
+
+    def expire(self) -> None:
+        """Past their deadline: a ping gives up on its actor; a wedged measurement restarts its actor (the
+        call then fails and is retried like a crash)."""
+        now = time.monotonic()
+        for ref, (kind, slot, item, due) in list(self.inflight.items()):
+            if due > now:
+                continue
+            if kind == "ping":
+                del self.inflight[ref]
+                self.pool._replace_or_drop(slot, self.check)
+            else:
+                self.timed_out.add(item[0])
+                self.inflight[ref] = (kind, slot, item, float("inf"))
+                ray.kill(self.pool._actors[slot], no_restart=False)
+
+    def collect(self, ref: Any) -> Iterator[dict[str, Any]]:
+        """Handle the finished call ``ref``: a record, a retry after an actor death, or a failed record."""
+        kind, slot, item, _ = self.inflight.pop(ref)
+        try:
+            value = ray.get(ref)
+        except RayError as exc:
+            if kind == "ping":  # Ray gave up on this actor
+                self.pool._replace_or_drop(slot, self.check)
+            else:
+                yield from self._measure_error(slot, item, exc)
+            return
+        self.idle.append(slot)
+        if kind == "measure":
+            value["attempts"] = self.attempts[item[0]]
+            yield self.finish(value)
+
+    def _measure_error(self, slot: int, item: tuple[str, dict[str, Any]], exc: RayError) -> Iterator[dict[str, Any]]:
+        key, arch = item
+        stats = self.pool.stats
+        if not isinstance(exc, RayActorError):  # the call itself failed; the actor lives
+            self.idle.append(slot)
+            yield self.finish(self.pool._failed(key, arch, self.workload, self.attempts[key], _cause(exc)))
+            return
+        stats["actor_errors"] += 1
+        if self.attempts[key] < 2:
+            stats["retried"] += 1
+            self.todo.appendleft(item)
+        else:
+            why = f"actor died twice while measuring it: {_cause(exc)}"
+            if key in self.timed_out:
+                why += f" (restarted after exceeding measure_timeout_s={self.pool.measure_timeout_s:g} s)"
+            yield self.finish(self.pool._failed(key, arch, self.workload, self.attempts[key], why))
+        self.check(slot)
 
 
 def _cause(exc: BaseException) -> str:
