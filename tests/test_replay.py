@@ -342,3 +342,27 @@ def test_learning_figures_from_replay_results(synthetic_file: Path, tmp_path: Pa
     fig7 = plot_predicted_vs_real(rs[0]["final_predictions"], tmp_path / "fig7.png")
     for f in (fig6, fig7):
         assert f.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_gp_replay_cell_reruns_in_fresh_processes_give_the_same_numbers(tmp_path: Path) -> None:
+    """A replay cell of the GP benchmark (Raspberry Pi, seed 1, 16 seed records and two query steps of 4),
+    run twice by the command in fresh processes, the second with torch's and MKL's generic kernels (the
+    arithmetic of another CPU): the same queries and the same test MSE at every point of the curve."""
+    import os
+    import subprocess
+    import sys
+
+    runs = []
+    for i, extra in enumerate(({}, {"ATEN_CPU_CAPABILITY": "default", "MKL_CBWR": "COMPATIBLE"})):
+        out = tmp_path / f"run{i}.json"
+        cmd = [sys.executable, "-c", "import sys; from protran_tune.cli import main; sys.exit(main(sys.argv[1:]))",
+               "replay", "--dataset", "protran:cpu_rpi", "--surrogate", "gp", "--surrogate-param", "kernel=linear+matern",
+               "--surrogate-param", "encoder=cost", "--budget", "24", "--batch-size", "4", "--seed", "1", "--quiet",
+               "--out", str(out)]
+        subprocess.run(cmd, env={**os.environ, **extra}, capture_output=True, text=True, check=True, timeout=600)
+        runs.append(json.loads(out.read_text()))
+    assert runs[0]["queried_keys"] == runs[1]["queried_keys"] and len(runs[0]["queried_keys"]) == 8
+    for a, b in zip(runs[0]["curve"], runs[1]["curve"], strict=True):
+        assert a["n_samples"] == b["n_samples"]
+        for target, mse in a["test_mse"].items():
+            assert b["test_mse"][target] == pytest.approx(mse, rel=1e-6)

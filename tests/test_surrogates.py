@@ -297,3 +297,26 @@ def test_gp_restarts_keep_each_outputs_best_start(data) -> None:
     for bad in ({"n_restarts": 0}, {"maxiter": 1.5}):
         with pytest.raises(ValueError, match="must be a positive integer"):
             make_surrogate("gp", **bad).fit(X, Y)
+
+
+def test_gp_warm_start_refits_from_the_previous_hyper_parameters(data, monkeypatch) -> None:
+    """A warm refit starts once from the previous optimum (a quarter of ``maxiter``, no cold starts): it
+    reaches the likelihood of a cold fit, is reproducible, and a changed kernel falls back to cold starts."""
+    from protran_tune.surrogates.gp import GaussianProcessSurrogate
+
+    X, Y, Xt = data
+    params = dict(random_state=0, kernel="linear+matern", encoder="cost")
+    warm = make_surrogate("gp", warm_start=True, **params).fit(X[:30], Y[:30])
+    cold_starts = []
+    scatter = GaussianProcessSurrogate._scatter_starts
+    monkeypatch.setattr(GaussianProcessSurrogate, "_scatter_starts",
+                        lambda self, model, r: (cold_starts.append(r), scatter(self, model, r))[1])
+    warm.fit(X, Y)
+    assert cold_starts == [] and warm.fit_warning_ is None
+    cold = make_surrogate("gp", **params).fit(X, Y)
+    assert cold_starts == [2]
+    np.testing.assert_allclose(warm.log_marginal_likelihood_, cold.log_marginal_likelihood_, rtol=0.05)
+    again = make_surrogate("gp", warm_start=True, **params).fit(X[:30], Y[:30]).fit(X, Y)
+    np.testing.assert_array_equal(again.predict(Xt), warm.predict(Xt))
+    warm.set_params(kernel="rbf")
+    assert warm.fit(X, Y).predict(Xt).shape == (len(Xt), 3) and cold_starts[-1] == 2  # rbf: a cold fit
