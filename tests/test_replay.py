@@ -76,6 +76,23 @@ def test_file_name_and_normaliser(synthetic_file: Path) -> None:
     assert ds.index_of(ds.archs[7]) == 7 and ds.index_of(ds.embeddings[3]) == 3
 
 
+def test_recorded_normaliser_is_twice_the_seed_maximum(measurement_files, tmp_path: Path) -> None:
+    for f in measurement_files:  # the original loop's normaliser, shipped beside every file
+        ds = load_recorded(f)
+        np.testing.assert_allclose(ds.recorded_normaliser, 2 * ds.Y_raw[:16].max(0), rtol=1e-12)
+        assert ds.to_table().meta["recorded_normaliser"] == dict(zip(("latency_s", "energy_j", "peak_power_w"),
+                                                                     ds.recorded_normaliser.tolist()))
+    path = write_records(tmp_path / "results_n_b1_r1.json", synthetic_records(6))
+    assert load_recorded(path).recorded_normaliser is None
+    assert "recorded_normaliser" not in load_recorded(path).to_table().meta
+    (tmp_path / "results_n_b1_r1.max_values.json").write_text('{"max_latency": 1.0, "max_energy": 2.0}')
+    with pytest.raises(ValueError, match=r"results_n_b1_r1.max_values.json: expected max_latency"):
+        load_recorded(path)
+    (tmp_path / "results_n_b1_r1.max_values.json").write_text('{"max_latency": 1, "max_energy": 2, "max_peak_power": 0}')
+    with pytest.raises(ValueError, match="finite positive"):
+        load_recorded(path)
+
+
 @pytest.mark.parametrize(
     "corrupt, message",
     [
@@ -238,6 +255,39 @@ def test_query_seed_changes_only_the_random_queries(synthetic_file: Path) -> Non
         ReplayConfig(query_seed="7").validate()
 
 
+@pytest.mark.parametrize("rule", ["recorded", "seed-max-2x"])
+def test_normaliser_of_the_original_code(synthetic_file: Path, rule: str) -> None:
+    recorded = {"max_latency": 0.5, "max_energy": 3.0, "max_peak_power": 400.0}
+    synthetic_file.with_name(synthetic_file.stem + ".max_values.json").write_text(json.dumps(recorded))
+    ds = load_recorded(synthetic_file)
+    cfg = ReplayConfig(regressor="bdt", seed_samples=8, budget=16, batch_size=4, seed=3, threshold=0.02,
+                       normaliser=rule, patience=4, regressor_params={"n_members": 3, "n_estimators": 8})
+    r = run_replay(ds, cfg)
+    seed_rows = [ds.keys.index(k) for k in r["seed_keys"]]
+    scale = np.array([0.5, 3.0, 400.0]) if rule == "recorded" else 2 * ds.Y_raw[seed_rows].max(0)
+    np.testing.assert_allclose(list(r["dataset"]["normaliser"].values()), scale)
+    final = r["final_predictions"]
+    err = (np.array(final["y_pred"]) - np.array(final["y_true"])) / scale
+    np.testing.assert_allclose(list(r["curve"][-1]["test_mse"].values()), (err**2).mean(0))
+    assert r["dataset"]["recorded_normaliser"] == {"latency_s": 0.5, "energy_j": 3.0, "peak_power_w": 400.0}
+    assert r["config"]["normaliser"] == rule and r["patience"] == 4
+    from protran_tune.objectives.scoring import samples_to_convergence
+
+    assert r["samples_to_convergence"] == samples_to_convergence(r["curve"], 0.02, cfg.targets, 4)["samples_to_convergence"]
+
+
+def test_recorded_normaliser_missing_is_a_clear_error(synthetic_file: Path, tmp_path: Path, capsys) -> None:
+    with pytest.raises(ValueError, match="no recorded normaliser"):
+        run_replay(load_recorded(synthetic_file), ReplayConfig(normaliser="recorded", seed_samples=8, budget=8))
+    rc = main(["replay", "--dataset", str(synthetic_file), "--normaliser", "recorded", "--patience", "10",
+               "--out", str(tmp_path / "x.json")])
+    assert rc == 2 and "no recorded normaliser" in capsys.readouterr().err
+    for bad, message in (({"normaliser": "mean"}, "normaliser must be one of"), ({"patience": -1}, "patience must be"),
+                         ({"patience": 2.5}, "patience must be")):
+        with pytest.raises(ValueError, match=message):
+            ReplayConfig(**bad).validate()
+
+
 def test_config_validation() -> None:
     with pytest.raises(ValueError, match="strategy must be one of"):
         ReplayConfig(strategy="greedy").validate()
@@ -292,3 +342,27 @@ def test_learning_figures_from_replay_results(synthetic_file: Path, tmp_path: Pa
     fig7 = plot_predicted_vs_real(rs[0]["final_predictions"], tmp_path / "fig7.png")
     for f in (fig6, fig7):
         assert f.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_gp_replay_cell_reruns_in_fresh_processes_give_the_same_numbers(tmp_path: Path) -> None:
+    """A replay cell of the GP benchmark (Raspberry Pi, seed 1, 16 seed records and two query steps of 4),
+    run twice by the command in fresh processes, the second with torch's and MKL's generic kernels (the
+    arithmetic of another CPU): the same queries and the same test MSE at every point of the curve."""
+    import os
+    import subprocess
+    import sys
+
+    runs = []
+    for i, extra in enumerate(({}, {"ATEN_CPU_CAPABILITY": "default", "MKL_CBWR": "COMPATIBLE"})):
+        out = tmp_path / f"run{i}.json"
+        cmd = [sys.executable, "-c", "import sys; from protran_tune.cli import main; sys.exit(main(sys.argv[1:]))",
+               "replay", "--dataset", "protran:cpu_rpi", "--surrogate", "gp", "--surrogate-param", "kernel=linear+matern",
+               "--surrogate-param", "encoder=cost", "--budget", "24", "--batch-size", "4", "--seed", "1", "--quiet",
+               "--out", str(out)]
+        subprocess.run(cmd, env={**os.environ, **extra}, capture_output=True, text=True, check=True, timeout=600)
+        runs.append(json.loads(out.read_text()))
+    assert runs[0]["queried_keys"] == runs[1]["queried_keys"] and len(runs[0]["queried_keys"]) == 8
+    for a, b in zip(runs[0]["curve"], runs[1]["curve"], strict=True):
+        assert a["n_samples"] == b["n_samples"]
+        for target, mse in a["test_mse"].items():
+            assert b["test_mse"][target] == pytest.approx(mse, rel=1e-6)

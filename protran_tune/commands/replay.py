@@ -12,6 +12,7 @@ from protran_tune.objectives.targets import HARDWARE_TARGETS
 
 
 def register(subparsers: Any) -> None:
+    from protran_tune.objectives.scoring import NORMALISERS
     from protran_tune.surrogates import available_surrogates
     from protran_tune.workflows.replay import STRATEGIES
 
@@ -45,6 +46,13 @@ def register(subparsers: Any) -> None:
     p.add_argument("--density-weight", type=float, default=0.0,
                    help="weight uncertainty by representativeness**W (information density; default 0: pure uncertainty)")
     p.add_argument("--threshold", type=float, default=0.003, help="convergence: test MSE below this (0.3%%)")
+    p.add_argument("--normaliser", choices=NORMALISERS, default="max",
+                   help="divisor of the targets: max over the table (default, the paper's text), seed-max-2x "
+                        "(twice the max of the seed rows) or recorded (ProTran files: *.max_values.json), as the "
+                        "original code")
+    p.add_argument("--patience", type=int, default=0,
+                   help="convergence only once the test MSE has been below the threshold on more than this many "
+                        "samples (the original code: 10; default 0)")
     p.add_argument("--surrogate-param", "--regressor-param", dest="regressor_param", action="append", metavar="KEY=VALUE",
                    help="surrogate parameter (repeatable; --regressor-param is an alias)")
     p.add_argument("--on-error", choices=("raise", "skip"), default="raise",
@@ -60,6 +68,8 @@ def _command(args: argparse.Namespace) -> str:
              "--acquisition", args.strategy, "--seed-samples", args.seed_samples, "--seed-mode", args.seed_mode,
              "--budget", args.budget, "--test-fraction", args.test_fraction, "--seed", args.seed,
              "--batch-size", args.batch_size, "--threshold", args.threshold]
+    if args.normaliser != "max" or args.patience:
+        parts += ["--normaliser", args.normaliser, "--patience", args.patience]
     if args.candidates is not None:
         parts += ["--candidates", args.candidates]
     if args.density_weight:
@@ -81,7 +91,8 @@ def run(args: argparse.Namespace) -> int:
     config = ReplayConfig(targets=tuple(t.strip() for t in args.targets.split(",")),
         regressor=args.regressor, strategy=args.strategy, seed_samples=args.seed_samples, seed_mode=args.seed_mode,
         budget=args.budget, test_fraction=args.test_fraction, seed=args.seed, batch_size=args.batch_size,
-        candidates=args.candidates, threshold=args.threshold, density_weight=args.density_weight,
+        candidates=args.candidates, threshold=args.threshold, normaliser=args.normaliser, patience=args.patience,
+        density_weight=args.density_weight,
         regressor_params=parse_options(args.regressor_param, "--surrogate-param"),
     )
     config.validate()

@@ -5,7 +5,9 @@ A file (``results_<device>_b<batch>_r<runs>.json``, shipped as datasets ``protra
 keyed by an md5 of the model; each value holds ``model_dict``, ``model_type``, ``embedding`` (a
 string of the 37-dim ProTran embedding) and ``performance`` (``latency`` s, ``energy`` J per sequence,
 ``peak_power`` W). Insertion order is the original query order (the first 16 records are the shared
-Latin-hypercube seed) and is kept.
+Latin-hypercube seed) and is kept. A ``<stem>.max_values.json`` beside the file (``max_latency``,
+``max_energy``, ``max_peak_power``: twice the maximum of the 16 seed records, the normaliser the
+original loop used) is read into ``recorded_normaliser``.
 
 Every record is checked: the model_dict parses to an :class:`~protran_tune.space.Architecture` of the
 space, its embedding equals the recorded one, the measurements are finite and positive, keys are
@@ -53,6 +55,8 @@ class RecordedDataset:
         model_types: the recorded ``model_type`` of each record.
         skipped: ``[{"key": ..., "reason": ...}]`` of records left out (``on_error="skip"``).
         space: name of the design space the embeddings belong to.
+        recorded_normaliser: ``(3,)`` the original loop's normaliser (s, J, W) from ``<stem>.max_values.json``,
+            ``None`` without that file.
     """
 
     path: Path
@@ -66,6 +70,7 @@ class RecordedDataset:
     model_types: tuple[str, ...]
     skipped: tuple[dict[str, str], ...] = ()
     space: str = "flexibert2"
+    recorded_normaliser: np.ndarray | None = None
     _index: dict[tuple[int, ...], int] = field(default_factory=dict, repr=False, compare=False)
 
     def __len__(self) -> int:
@@ -110,12 +115,15 @@ class RecordedDataset:
         ``latency_s``, ``energy_j``, ``peak_power_w`` per sequence)."""
         from protran_tune.datasets.table import Table
 
+        meta: dict[str, Any] = {}
+        if self.recorded_normaliser is not None:
+            meta["recorded_normaliser"] = dict(zip(HARDWARE_TARGETS, self.recorded_normaliser.tolist()))
         return Table(
             name=self.source, ids=self.keys, archs=self.archs,
             metrics={t: self.Y_raw[:, j].copy() for j, t in enumerate(HARDWARE_TARGETS)},
             sources={t: self.source for t in HARDWARE_TARGETS}, path=self.path, skipped=self.skipped,
             meta={"device": self.device, "batch_size": self.batch_size, "runs": self.runs,
-                  "citation": "S. Tuli and N. K. Jha, ProTran/EdgeTran (JHA-Lab/protran, BSD-3-Clause)"},
+                  "citation": "S. Tuli and N. K. Jha, ProTran/EdgeTran (JHA-Lab/protran, BSD-3-Clause)", **meta},
         )
 
 
@@ -222,8 +230,25 @@ def load_recorded(path: str | Path, space: str = "flexibert2", on_error: str = "
         model_types=tuple(types),
         skipped=tuple(skipped),
         space=space,
+        recorded_normaliser=read_max_values(path),
         _index={tuple(int(v) for v in e): i for i, e in enumerate(embs)},
     )
+
+
+def read_max_values(path: str | Path) -> np.ndarray | None:
+    """``(3,)`` normaliser of the measurement file ``path`` from ``<stem>.max_values.json`` (latency s,
+    energy J, peak power W), or ``None`` when there is no such file; ``ValueError`` names a bad one."""
+    nfile = Path(path).with_name(Path(path).stem + ".max_values.json")
+    if not nfile.is_file():
+        return None
+    try:
+        data = json.loads(nfile.read_text())
+        values = [data[f"max_{name}"] for name in PERFORMANCE_KEYS]
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise ValueError(f"{nfile}: expected max_latency, max_energy, max_peak_power ({exc!r})") from None
+    if any(isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0 for v in values):
+        raise ValueError(f"{nfile}: the max values must be finite positive numbers, got {values}")
+    return np.asarray(values, dtype=np.float64)
 
 
 def recorded_files(directory: str | Path) -> list[Path]:

@@ -15,6 +15,17 @@ test set with the truth and reports, per target:
 * ``within_10pct``, ``coverage_1std``, ``coverage_2std`` (``None`` without a std).
 
 Undefined values are ``None`` everywhere (JSON ``null``); :meth:`HeldOutScore.metrics` leaves them out.
+
+Convergence (:func:`samples_to_convergence`): the first sample count of a learning curve at which the
+test MSE is below a threshold. Two metrics are in use for the ProTran measurements:
+
+* the paper's text: MSE below 0.3% of targets divided by their maximum over the dataset
+  (``normaliser="max"``, ``threshold=0.003``, ``patience=0``);
+* the original ProTran code: MSE below 0.5% of targets divided by twice the maximum of the 16 seed
+  records (``normaliser="seed-max-2x"``, or the shipped ``*.max_values.json``: ``"recorded"``;
+  ``threshold=0.005``), declared only after the criterion held on more than 10 samples (``patience=10``).
+
+A twice larger normaliser divides the MSE by four: the second metric is far easier to meet.
 """
 
 from __future__ import annotations
@@ -26,6 +37,9 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from protran_tune.objectives.targets import get_target
+
+#: rules for the divisor of targets before the MSE (see :func:`normaliser`)
+NORMALISERS: tuple[str, ...] = ("max", "seed-max-2x", "recorded")
 
 METRICS: tuple[str, ...] = (
     "test_mse", "kendall_tau", "kendall_tau_within_depth", "top_k_overlap", "within_10pct", "coverage_1std",
@@ -150,15 +164,87 @@ def score_heldout(
     return HeldOutScore(n_train=int(n_train), n_test=len(y), targets=names, **out)
 
 
-def samples_to_convergence(curve: Sequence[Mapping[str, Any]], threshold: float, targets: Sequence[str]) -> dict[str, Any]:
+def normaliser(
+    values: Any, rule: str = "max", *, seed_rows: Sequence[int] | None = None, recorded: Any = None
+) -> np.ndarray:
+    """``(k,)`` divisor of each target column of ``values`` ``(n, k)`` (physical units) by ``rule``.
+
+    * ``"max"``: the largest |value| over all rows (the paper's text);
+    * ``"seed-max-2x"``: twice the largest |value| over ``seed_rows`` (the original ProTran loop: only
+      its seed was measured when it fixed the normaliser);
+    * ``"recorded"``: ``recorded`` ``(k,)``, a normaliser stored with the data (the ProTran files'
+      ``*.max_values.json``: the original loop's values).
+
+    Raises:
+        ValueError: an unknown rule, no seed rows, no recorded normaliser, or a non-positive divisor.
+    """
+    y = np.asarray(values, dtype=np.float64)
+    y = y.reshape(len(y), -1)
+    if rule == "max":
+        scale = np.abs(y).max(0)
+    elif rule == "seed-max-2x":
+        if seed_rows is None or len(seed_rows) == 0:
+            raise ValueError("normaliser 'seed-max-2x' needs the seed rows")
+        scale = 2.0 * np.abs(y[np.asarray(seed_rows, dtype=int)]).max(0)
+    elif rule == "recorded":
+        if recorded is None:
+            raise ValueError("normaliser 'recorded': this dataset has no recorded normaliser (ProTran files: *.max_values.json)")
+        scale = np.asarray(recorded, dtype=np.float64).reshape(-1)
+        if scale.shape != (y.shape[1],):
+            raise ValueError(f"normaliser 'recorded' has {scale.size} values for {y.shape[1]} targets")
+    else:
+        raise ValueError(f"normaliser must be one of {NORMALISERS}, got {rule!r}")
+    if not (np.isfinite(scale).all() and (scale > 0).all()):
+        raise ValueError(f"normaliser {rule!r} must be finite and positive, got {scale.tolist()}")
+    return scale
+
+
+def renormalise_curve(
+    curve: Sequence[Mapping[str, Any]], targets: Sequence[str], scale_from: Any, scale_to: Any
+) -> list[dict[str, Any]]:
+    """The curve with each point's ``test_mse`` re-expressed under another normaliser.
+
+    The MSE of errors divided by ``scale_from`` times ``(scale_from / scale_to)**2`` is the MSE of the same
+    errors divided by ``scale_to`` (both ``(k,)``, in the order of ``targets``); other fields are kept.
+    """
+    factor = (np.asarray(scale_from, dtype=np.float64) / np.asarray(scale_to, dtype=np.float64)) ** 2
+    return [{**p, "test_mse": {t: p["test_mse"][t] * float(f) for t, f in zip(targets, factor)}} for p in curve]
+
+
+def _first_converged(points: Sequence[tuple[int, bool]], patience: int) -> int | None:
+    """First sample count at which the criterion has held on more than ``patience`` samples.
+
+    Each passing point counts for the samples added since the previous point (the first point for one),
+    so a curve with a point per query counts passing checks; a failing point does not reset the count
+    (the original ProTran loop's patience counter, which tested before it incremented and so stopped one
+    check later, was not reset either).
+    """
+    held, previous = 0, None
+    for n, ok in points:
+        if ok:
+            held += 1 if previous is None else n - previous
+            if held > patience:
+                return n
+        previous = n
+    return None
+
+
+def samples_to_convergence(
+    curve: Sequence[Mapping[str, Any]], threshold: float, targets: Sequence[str], patience: int = 0
+) -> dict[str, Any]:
     """First ``n_samples`` of a curve with test MSE below ``threshold``, per target and for all at once,
-    and the floor (lowest MSE and where) of each target."""
+    and the floor (lowest MSE and where) of each target.
+
+    ``patience``: samples on which the criterion must have held first (see :func:`_first_converged`;
+    0: the first point below the threshold). ``None`` where convergence is not reached.
+    """
+    if isinstance(patience, bool) or not isinstance(patience, int) or patience < 0:
+        raise ValueError(f"patience must be a non-negative integer (samples), got {patience!r}")
     convergence: dict[str, int | None] = {}
     floor: dict[str, dict[str, float]] = {}
     for name in targets:
-        hit = [p["n_samples"] for p in curve if p["test_mse"][name] < threshold]
-        convergence[name] = hit[0] if hit else None
+        convergence[name] = _first_converged([(p["n_samples"], p["test_mse"][name] < threshold) for p in curve], patience)
         best = min(curve, key=lambda p: p["test_mse"][name])
         floor[name] = {"test_mse": best["test_mse"][name], "n_samples": best["n_samples"]}
-    both = [p["n_samples"] for p in curve if all(p["test_mse"][t] < threshold for t in targets)]
-    return {"samples_to_convergence": convergence, "samples_to_convergence_all": both[0] if both else None, "floor": floor}
+    both = _first_converged([(p["n_samples"], all(p["test_mse"][t] < threshold for t in targets)) for p in curve], patience)
+    return {"samples_to_convergence": convergence, "samples_to_convergence_all": both, "floor": floor}

@@ -9,8 +9,15 @@ Inputs are the encoded features scaled to the unit cube; outputs are standardise
   (latency and energy grow about linearly with parameters, FLOPs and layers).
 
 Hyper-parameters (length-scales, scales, noise) are fitted by maximising the exact marginal
-likelihood (``fit_gpytorch_mll``). The std returned by ``predict`` is the predictive std of an
-observation (latent variance plus fitted noise).
+likelihood plus the log priors (BoTorch's dimension-scaled log-normal length-scale prior and log-normal
+noise prior), in float64, from ``n_restarts`` starting points: BoTorch's defaults and seeded draws
+(``random_state``). All starts are optimised at once, each output and start by its own L-BFGS-B run
+(BoTorch's batched independent fit), and each output keeps its best start. With ``warm_start`` a refit
+starts once from the previous fit's hyper-parameters instead. Bounded scales are
+enforced by the optimiser's bounds rather than by a saturating transform, so the runs converge. A single
+start of a flat, multi-modal likelihood lands wherever the last rounding error sends it: another CPU's
+arithmetic (another BLAS kernel) then gives another model. The std returned by ``predict`` is the
+predictive std of an observation (latent variance plus fitted noise).
 ``condition_on(X)`` gives a copy conditioned on fantasy observations at the posterior mean: used by
 the kriging-believer batch acquisition. ``variance_reduction(C, R)`` gives, per candidate, how much
 observing it would shrink the posterior variance summed over reference points: the integrated
@@ -20,9 +27,12 @@ variance reduction (Cohn's ALC) of the ``variance-reduction`` acquisition.
 from __future__ import annotations
 
 import copy
+import math
 import warnings
 
 import numpy as np
+import torch
+from gpytorch.constraints import Interval
 from sklearn.base import BaseEstimator
 
 from protran_tune.surrogates.base import EncodedSurrogate, check_xy
@@ -32,15 +42,49 @@ KERNELS: tuple[str, ...] = ("rbf", "linear+matern")
 _PREDICT_BLOCK = 256  # rows per posterior evaluation
 
 
+class LogBounded(Interval):
+    """A gpytorch constraint optimised on the log scale within ``[lower, upper]``.
+
+    The raw parameter is ``log(value)``; BoTorch hands L-BFGS-B the bounds ``log(lower)``, ``log(upper)``
+    (``inverse_transform`` of each bound). Scales that span decades are then equally easy to move, and a
+    bound is reached exactly instead of approached through a saturating map whose gradient vanishes (the
+    optimiser then never converges and stops wherever rounding left it).
+    """
+
+    def __init__(self, lower_bound: float, upper_bound: float = math.inf, initial_value: float | None = None) -> None:
+        super().__init__(lower_bound, upper_bound, transform=torch.exp, inv_transform=torch.log)
+        if initial_value is not None:
+            self._initial_value = self.inverse_transform(torch.as_tensor(initial_value))
+
+    def transform(self, tensor: torch.Tensor) -> torch.Tensor:
+        return torch.exp(tensor)
+
+    def inverse_transform(self, transformed_tensor: torch.Tensor) -> torch.Tensor:
+        return torch.log(torch.as_tensor(transformed_tensor))
+
+
+def _load_parameters(model, values: dict) -> bool:
+    """Copy ``values`` (name -> tensor) into ``model``'s parameters of the same names and sizes; ``False``
+    (nothing copied) unless every parameter has its value."""
+    params = dict(model.named_parameters())
+    if set(params) != set(values) or any(params[k].numel() != values[k].numel() for k in params):
+        return False
+    with torch.no_grad():
+        for name, param in params.items():
+            param.copy_(values[name].reshape(param.shape))
+    return True
+
+
 class GaussianProcessSurrogate(EncodedSurrogate, BaseEstimator):
     """Exact GP regression per output with fitted ARD kernels (BoTorch/GPyTorch, float64, CPU).
 
     Args:
         kernel: ``"rbf"`` or ``"linear+matern"`` (see module docstring).
-        maxiter: iterations of the L-BFGS marginal-likelihood optimiser.
+        maxiter: iterations of the L-BFGS-B marginal-likelihood optimiser (per start and output).
+        n_restarts: starting points of the optimiser (the first is BoTorch's default initialisation).
         encoder, space: input encoding (see :class:`~protran_tune.surrogates.base.EncodedSurrogate`).
-        random_state: seed of the hyper-parameter optimiser's restarts.
-        warm_start: a refit of this instance starts the marginal-likelihood optimiser from the previous
+        random_state: seed of the starting points.
+        warm_start: a refit of this instance starts the marginal-likelihood optimiser once, from the previous
             fit's hyper-parameters (when the kernel and the informative input columns are unchanged), with
             a quarter of ``maxiter``: a search refitting after every new observation stays cheap.
 
@@ -51,7 +95,8 @@ class GaussianProcessSurrogate(EncodedSurrogate, BaseEstimator):
     def __init__(
         self,
         kernel: str = "rbf",
-        maxiter: int = 100,
+        maxiter: int = 500,
+        n_restarts: int = 2,
         encoder: str = "global",
         space: str = "flexibert2",
         random_state: int | None = None,
@@ -59,16 +104,20 @@ class GaussianProcessSurrogate(EncodedSurrogate, BaseEstimator):
     ) -> None:
         self.kernel = kernel
         self.maxiter = maxiter
+        self.n_restarts = n_restarts
         self.encoder = encoder
         self.space = space
         self.random_state = random_state
         self.warm_start = warm_start
 
     def _fit(self, Z: np.ndarray, Y: np.ndarray) -> None:
-        import torch
 
         if self.kernel not in KERNELS:
             raise ValueError(f"kernel must be one of {KERNELS}, got {self.kernel!r}")
+        for name in ("maxiter", "n_restarts"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"{name} must be a positive integer, got {v!r}")
         self.fit_warning_ = None
         previous = self._warm_state(Z, Y)
         cols = np.flatnonzero(Z.std(0) > 1e-12)
@@ -90,72 +139,130 @@ class GaussianProcessSurrogate(EncodedSurrogate, BaseEstimator):
             torch.set_num_threads(threads)
         model.eval()
         self.model_ = model
+        self.fitted_kernel_ = self.kernel
 
     def _warm_state(self, Z: np.ndarray, Y: np.ndarray) -> dict | None:
-        """The previous fit's hyper-parameters, if a warm start applies (see ``warm_start``)."""
+        """The previous fit's hyper-parameters (by parameter name), if a warm start applies (see ``warm_start``)."""
         old = getattr(self, "model_", None)
-        if not self.warm_start or old is None:
+        if not self.warm_start or old is None or getattr(self, "fitted_kernel_", None) != self.kernel:
             return None
         cols = np.flatnonzero(Z.std(0) > 1e-12)
         if not np.array_equal(cols, getattr(self, "columns_", None)) or old.num_outputs != Y.shape[1]:
             return None
-        return {k: v.detach().clone() for k, v in old.state_dict().items() if not k.startswith("outcome_transform")}
+        return {k: v.detach().clone() for k, v in old.named_parameters()}
 
     def _fit_model(self, X_t, Y_t, previous: dict | None = None):
-        """Maximise the marginal likelihood; on failure retry with a higher noise floor.
+        """Fit from ``n_restarts`` starts (or from ``previous``); on failure retry with a higher noise floor.
 
-        BoTorch retries a fit that ends with an optimiser warning or a non-PSD covariance; when all of
-        its attempts fail (flat or ill-conditioned likelihood), the fit is repeated with the noise
-        floor raised to 1e-3 and then 1e-2 of the standardised target variance, keeping the
-        optimiser's last point; ``fit_warning_`` says which floor was needed.
+        When every start fails (non-finite likelihood or a non-PSD covariance on a flat or
+        ill-conditioned likelihood), the fit is repeated with the noise floor raised to 1e-3 and then
+        1e-2 of the standardised target variance, from cold starts; ``fit_warning_`` says which floor
+        was needed.
         """
         from botorch.exceptions.errors import ModelFittingError
-        from botorch.fit import fit_gpytorch_mll
-        from botorch.models import SingleTaskGP
-        from botorch.models.transforms.outcome import Standardize
-        from gpytorch.constraints import GreaterThan
-        from gpytorch.mlls import ExactMarginalLogLikelihood
+        from linear_operator.utils.errors import NanError, NotPSDError
 
-        m = Y_t.shape[1]
-        # from the previous optimum a quarter of the iterations suffices (the data changed by a row or a few)
-        maxiter = int(self.maxiter) if previous is None else max(int(self.maxiter) // 4, 5)
-        options = {"options": {"maxiter": maxiter}}
         for floor in (None, 1e-3, 1e-2):
-            model = SingleTaskGP(X_t, Y_t, covar_module=self._covar_module(X_t.shape[1], m), outcome_transform=Standardize(m=m))
-            if floor is not None:
-                model.likelihood.noise_covar.register_constraint("raw_noise", GreaterThan(floor))
-            elif previous is not None:
-                model.load_state_dict(previous, strict=False)
-            mll = ExactMarginalLogLikelihood(model.likelihood, model)
             try:
-                if floor is None:
-                    fit_gpytorch_mll(mll, optimizer_kwargs=options)
-                else:
-                    fit_gpytorch_mll(mll, optimizer_kwargs=options, warning_handler=lambda w: True, max_attempts=2)
-                return model
-            except ModelFittingError:
-                self.fit_warning_ = f"marginal-likelihood fit failed with noise floor {floor or 'default'}"
+                return self._fit_restarts(X_t, Y_t, floor, previous if floor is None else None)
+            except (ModelFittingError, NotPSDError, NanError) as err:
+                self.fit_warning_ = f"marginal-likelihood fit failed with noise floor {floor or 'default'}: {err}"
         raise ModelFittingError(
             f"GP ({self.kernel}) could not be fitted on {len(X_t)} samples even with noise floor 1e-2: {self.fit_warning_}"
         )
 
-    def _covar_module(self, d: int, m: int):
-        """``None`` (BoTorch's default) or the linear + Matern kernel batched over ``m`` outputs."""
-        if self.kernel == "rbf":
-            return None
-        import torch
-        from gpytorch.constraints import GreaterThan, Interval
-        from gpytorch.kernels import LinearKernel, MaternKernel, ScaleKernel
+    def _model(self, X_t, Y_t, floor: float | None):
+        """A ``SingleTaskGP`` on ``X_t`` ``(..., n, d)`` / ``Y_t`` ``(..., n, m)`` (leading dims: starts)."""
+        from botorch.models import SingleTaskGP
+        from botorch.models.transforms.outcome import Standardize
 
-        batch = torch.Size([m]) if m > 1 else torch.Size([])
-        # bounded scales and length-scales (targets are standardised, inputs in the unit cube): an
-        # unbounded linear variance or a vanishing length-scale makes the covariance singular on
-        # files with outliers
-        linear = LinearKernel(batch_shape=batch, variance_constraint=Interval(1e-4, 100.0))  # variance = its scale
-        matern = ScaleKernel(
-            MaternKernel(nu=2.5, ard_num_dims=d, batch_shape=batch, lengthscale_constraint=GreaterThan(2.5e-2)),
-            batch_shape=batch, outputscale_constraint=Interval(1e-4, 100.0),
-        )
+        m, starts = Y_t.shape[-1], X_t.shape[:-2]
+        batch = torch.Size([*starts, m]) if m > 1 else torch.Size(starts)
+        model = SingleTaskGP(X_t, Y_t, covar_module=self._covar_module(X_t.shape[-1], batch),
+                             outcome_transform=Standardize(m=m, batch_shape=starts))
+        noise = model.likelihood.noise_covar
+        lower, start = max(float(noise.raw_noise_constraint.lower_bound), floor or 0.0), float(noise.noise.min())
+        noise.register_constraint("raw_noise", LogBounded(lower))  # BoTorch's floor (1e-4) or the retry's
+        noise.initialize(noise=max(lower, start))
+        return model
+
+    def _fit_restarts(self, X_t, Y_t, floor: float | None, previous: dict | None = None):
+        """Optimise all starts at once (one L-BFGS-B run per start and output), keep each output's best.
+
+        With ``previous`` (a warm start): one start, the previous hyper-parameters, and a quarter of
+        ``maxiter`` (the data changed by a row or a few).
+        """
+        from botorch.exceptions.errors import ModelFittingError
+        from botorch.optim.fit import fit_gpytorch_mll_scipy
+        from gpytorch.mlls import ExactMarginalLogLikelihood
+
+        starts, maxiter = self._starts(X_t, Y_t, floor, previous)
+        r, m = starts.train_inputs[0].shape[0], Y_t.shape[1]
+        mll = ExactMarginalLogLikelihood(starts.likelihood, starts).train()
+        fit_gpytorch_mll_scipy(mll, options={"maxiter": maxiter})
+        with torch.no_grad():
+            value = mll(starts(*starts.train_inputs), starts.train_targets).reshape(r, m)
+        value = torch.nan_to_num(value, nan=-torch.inf)
+        if not torch.isfinite(value.max(0).values).all():
+            raise ModelFittingError("no start reached a finite marginal likelihood")
+        best = value.argmax(0)  # (m,) start kept by each output
+        model = self._model(X_t, Y_t, floor)
+        chosen = dict(starts.named_parameters())
+        with torch.no_grad():
+            for name, param in model.named_parameters():
+                per_start = chosen[name].reshape(r, *(param.shape if m == 1 else (m, *param.shape[1:])))
+                param.copy_(per_start[best[0]] if m == 1 else per_start[best, torch.arange(m)])
+        self.log_marginal_likelihood_ = value.max(0).values.numpy()
+        return model
+
+    def _starts(self, X_t, Y_t, floor: float | None, previous: dict | None):
+        """The batched model of the starts and the iterations: the warm start (``previous``, a quarter of
+        ``maxiter``) when its parameters fit the model, else ``n_restarts`` cold starts."""
+        if previous is not None:
+            warm = self._model(X_t.unsqueeze(0), Y_t.unsqueeze(0), floor)
+            if _load_parameters(warm, previous):
+                return warm, max(int(self.maxiter) // 4, 5)
+        r = int(self.n_restarts)
+        starts = self._model(X_t.expand(r, *X_t.shape), Y_t.expand(r, *Y_t.shape), floor)
+        self._scatter_starts(starts, r)
+        return starts, int(self.maxiter)
+
+    def _scatter_starts(self, model, r: int) -> None:
+        """Starts ``1..r-1``: hyper-parameters drawn log-uniformly (seeded) over plausible ranges for
+        unit-cube inputs and standardised targets; start 0 keeps BoTorch's initialisation."""
+        ranges = {"lengthscale": (0.05, 5.0), "outputscale": (0.05, 5.0), "variance": (1e-3, 3.0), "noise": (1e-3, 0.5)}
+        gen = torch.Generator().manual_seed(0 if self.random_state is None else int(self.random_state))
+        with torch.no_grad():
+            for name, param, constraint in model.named_parameters_and_constraints():
+                key = next((k for k in ranges if name.endswith(f"raw_{k}")), None)
+                if key is None or r < 2:
+                    continue
+                lo, hi = ranges[key]
+                if constraint is not None:
+                    lo, hi = max(lo, float(constraint.lower_bound.max())), min(hi, float(constraint.upper_bound.min()))
+                draw = torch.empty(r - 1, *param.shape[1:], dtype=param.dtype).uniform_(np.log(lo), np.log(hi), generator=gen)
+                value = draw.exp()
+                param[1:] = constraint.inverse_transform(value) if constraint is not None else value
+
+    def _covar_module(self, d: int, batch):
+        """The kernel with batch shape ``batch``: BoTorch's default RBF (its dimension-scaled length-scale
+        prior) or the linear + Matern kernel with the same prior on the Matern length-scales; every
+        positive hyper-parameter is optimised on the log scale (:class:`LogBounded`)."""
+        from botorch.models.utils.gpytorch_modules import get_covar_module_with_dim_scaled_prior
+        from gpytorch.kernels import LinearKernel, ScaleKernel
+
+        base = get_covar_module_with_dim_scaled_prior(d, batch_shape=batch, use_rbf_kernel=self.kernel == "rbf")
+        mode = float(base.lengthscale_prior.mode)
+        base.register_constraint("raw_lengthscale", LogBounded(2.5e-2, initial_value=mode))
+        base.initialize(lengthscale=mode)
+        if self.kernel == "rbf":
+            return base
+        # bounded scales (targets are standardised, inputs in the unit cube): an unbounded linear variance
+        # or a vanishing length-scale makes the covariance singular on files with outliers
+        linear = LinearKernel(batch_shape=batch, variance_constraint=LogBounded(1e-4, 100.0, initial_value=1.0))
+        linear.initialize(variance=1.0)
+        matern = ScaleKernel(base, batch_shape=batch, outputscale_constraint=LogBounded(1e-4, 100.0, initial_value=1.0))
+        matern.initialize(outputscale=1.0)
         return linear + matern
 
     def _unit(self, Z: np.ndarray) -> np.ndarray:

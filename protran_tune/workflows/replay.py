@@ -19,11 +19,14 @@ Protocol (honest split):
    :class:`~protran_tune.objectives.providers.PoolLookup` of the table.
 
 Targets (``targets``, default the ProTran three: ``latency_s``, ``energy_j``, ``peak_power_w``) are
-normalised by their maximum |value| over the whole table. Every curve point holds, per target, the test
-MSE, Kendall tau (overall and within fixed depth), top-k overlap, the share within 10% and the ±1σ/±2σ
-coverage (``curve[i]["test_mse"][t]``, ``curve[i]["kendall_tau"][t]``, ...); ``samples_to_convergence``
-is the first sample count with test MSE below ``threshold`` (``None`` when never reached; ``floor``
-then reports the lowest MSE reached and where).
+divided by a normaliser (``normaliser``, :func:`~protran_tune.objectives.scoring.normaliser`): by default
+their maximum |value| over the whole table (the paper's text); ``"seed-max-2x"``, twice the maximum over
+the seed rows, or ``"recorded"``, the table's own (ProTran files: ``*.max_values.json``), as the original
+loop did. Every curve point holds, per target, the test MSE, Kendall tau (overall and within fixed depth),
+top-k overlap, the share within 10% and the ±1σ/±2σ coverage (``curve[i]["test_mse"][t]``,
+``curve[i]["kendall_tau"][t]``, ...); ``samples_to_convergence`` is the first sample count with test MSE
+below ``threshold`` once it has held on more than ``patience`` samples (``None`` when never reached;
+``floor`` then reports the lowest MSE reached and where).
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ import numpy as np
 from protran_tune.datasets.protran import RecordedDataset
 from protran_tune.datasets.table import Table
 from protran_tune.objectives.providers import PoolLookup
-from protran_tune.objectives.scoring import samples_to_convergence, score_heldout, split_test
+from protran_tune.objectives.scoring import NORMALISERS, normaliser, samples_to_convergence, score_heldout, split_test
 from protran_tune.objectives.targets import HARDWARE_TARGETS, parse_targets
 from protran_tune.samplers.acquisition import ACQUISITIONS
 
@@ -60,6 +63,8 @@ class ReplayConfig:
     batch_size: int = 1
     candidates: int | None = None
     threshold: float = 0.003
+    normaliser: str = "max"  # divisor of the targets: "max", "seed-max-2x" or "recorded" (module docstring)
+    patience: int = 0  # samples on which the test MSE must have been below the threshold before convergence
     regressor_params: dict[str, Any] = field(default_factory=dict)
     density_weight: float = 0.0
     query_seed: int | None = None  # seed of random picks and candidate subsets; None: from ``seed``
@@ -89,6 +94,10 @@ class ReplayConfig:
             raise ValueError(f"density_weight must be >= 0, got {self.density_weight!r}")
         if not self.threshold > 0:
             raise ValueError(f"threshold must be positive, got {self.threshold!r}")
+        if self.normaliser not in NORMALISERS:
+            raise ValueError(f"normaliser must be one of {NORMALISERS}, got {self.normaliser!r}")
+        if isinstance(self.patience, bool) or not isinstance(self.patience, int) or self.patience < 0:
+            raise ValueError(f"patience must be a non-negative integer (samples), got {self.patience!r}")
 
 
 def _lhs_seed(E: np.ndarray, pool: np.ndarray, k: int, rng: np.random.Generator, space: str) -> list[int]:
@@ -146,11 +155,11 @@ def run_replay(
     t_start = time.perf_counter()
     table = as_table(dataset)
     oracle = PoolLookup(table, config.targets)
-    scale = np.maximum(np.abs(table.values(config.targets)).max(0), 1e-300)
     E = table.embeddings().astype(np.float64)
     depth = np.array([a.n_layers for a in table.archs])
     rng = np.random.default_rng([config.seed, 1])
     split = _draw_split(table, E, config, rng)
+    scale = _scale(table, config, split.seed)
     budget = min(config.budget, len(split.pool))
     revealed: list[int] = []
     Y_seen: list[np.ndarray] = []
@@ -196,6 +205,13 @@ def run_replay(
     return _result(table, config, split, revealed, curve, final, timings, scale)
 
 
+def _scale(table: Table, config: ReplayConfig, seed_rows: list[int]) -> np.ndarray:
+    """``(k,)`` divisor of the targets by ``config.normaliser`` (the seed rows are the only ones revealed)."""
+    recorded = table.meta.get("recorded_normaliser") or {}
+    own = [recorded[t] for t in config.targets] if all(t in recorded for t in config.targets) else None
+    return normaliser(table.values(config.targets), config.normaliser, seed_rows=seed_rows, recorded=own)
+
+
 def _next_queries(surrogate: Any, select_queries: Any, E: np.ndarray, remaining: np.ndarray, k: int,
                   config: ReplayConfig, rng: np.random.Generator) -> np.ndarray:
     if select_queries is None:
@@ -213,7 +229,7 @@ def _result(table: Table, config: ReplayConfig, split: _Split, revealed: list[in
                "n_test": int(len(split.test)), "n_pool": int(len(split.pool)), "targets": list(config.targets),
                "normaliser": dict(zip(config.targets, scale.tolist())),
                "sources": {t: table.sources.get(t) for t in config.targets}, "skipped": list(table.skipped)}
-    for key in ("device", "batch_size", "runs"):
+    for key in ("device", "batch_size", "runs", "recorded_normaliser"):
         if key in table.meta:
             dataset[key] = table.meta[key]
     n_seed = len(split.seed)
@@ -224,8 +240,8 @@ def _result(table: Table, config: ReplayConfig, split: _Split, revealed: list[in
         "seed_keys": [table.ids[i] for i in revealed[:n_seed]],
         "queried_keys": [table.ids[i] for i in revealed[n_seed:]],
         "curve": curve,
-        **samples_to_convergence(curve, config.threshold, config.targets),
-        "threshold": config.threshold,
+        **samples_to_convergence(curve, config.threshold, config.targets, config.patience),
+        "threshold": config.threshold, "patience": config.patience,
         "coverage": {"1std": last["coverage_1std"], "2std": last["coverage_2std"]},
         "final_predictions": final,
         "timings": timings,
