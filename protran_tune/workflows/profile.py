@@ -654,7 +654,7 @@ class Profiler:
         return evaluation
 
     def run(self, should_stop: Callable[[], bool] | None = None) -> ProfileResult:
-        cfg = self.cfg
+        """Held-out set, then the search until a stop reason (budget, convergence, failures, ``should_stop``)."""
         t0 = time.perf_counter()
         self._reconcile_tracking()
         self._recover(self.study, self.recorder, self.parent_run)
@@ -663,24 +663,32 @@ class Profiler:
         try:
             self.measure_holdout(progress)
             evaluation = self.evaluate()
-            while (stop_reason := self.stop_reason(evaluation, t0, should_stop)) is None:
-                phase = self.enter_phase(progress)
-                asked = self._claim_batch(phase)
-                if asked is None:
-                    stop_reason = "exhausted"
-                    break
-                if not asked:  # the rest of the budget is in flight in other processes: wait for it
-                    time.sleep(WAIT_S)
-                    self._recover(self.study, self.recorder, self.parent_run)
-                    continue
-                outcomes = self.executor.measure([arch for _, arch in asked])
-                for (n, a), o in zip(asked, outcomes):
-                    self._record(self.recorder, self.parent_run, cfg.study_name, n, a, o)
-                    progress.record(phase, a, o)
-                evaluation = self.score(curve, progress)
+            stop_reason = self.stop_reason(evaluation, t0, should_stop)
+            if stop_reason is None:
+                stop_reason = self._search(curve, progress, evaluation, t0, should_stop)
         finally:
             progress.close()
         return self.result(stop_reason, curve, t0)
+
+    def _search(self, curve: list[dict[str, Any]], progress: Progress, evaluation: Any | None, t0: float,
+                should_stop: Callable[[], bool] | None) -> str:
+        """Measure the main study batch by batch in this process; returns the stop reason."""
+        while True:
+            phase = self.enter_phase(progress)
+            asked = self._claim_batch(phase)
+            if asked is None:
+                return "exhausted"
+            if not asked:  # the rest of the budget is in flight in other processes: wait for it
+                time.sleep(WAIT_S)
+                self._recover(self.study, self.recorder, self.parent_run)
+            else:
+                outcomes = self.executor.measure([arch for _, arch in asked])
+                for (n, a), o in zip(asked, outcomes):
+                    self._record(self.recorder, self.parent_run, self.cfg.study_name, n, a, o)
+                    progress.record(phase, a, o)
+                evaluation = self.score(curve, progress)
+            if (stop_reason := self.stop_reason(evaluation, t0, should_stop)) is not None:
+                return stop_reason
 
     def result(self, stop_reason: str, curve: list[dict[str, Any]], t0: float) -> ProfileResult:
         """The run's :class:`ProfileResult` (also stored on the study), with notes on what the numbers are."""

@@ -21,7 +21,6 @@ import json
 import os
 import shutil
 import tempfile
-import time
 from typing import Any, Callable, Iterator
 
 from protran_tune.errors import UsageError
@@ -85,25 +84,8 @@ class TuneProfiler(Profiler):
         if tracker is not None and self.parent_run:
             tracker.client.set_tag(self.parent_run, "protran.engine", "ray-tune")
 
-    def run(self, should_stop: Callable[[], bool] | None = None) -> ProfileResult:
-        t0 = time.perf_counter()
-        self._reconcile_tracking()
-        self._recover(self.study, self.recorder, self.parent_run)
-        curve: list[dict[str, Any]] = list(self.study.user_attrs.get("curve", []))
-        progress = self.progress()
-        try:
-            self.measure_holdout(progress)
-            evaluation = self.evaluate()
-            stop_reason = self.stop_reason(evaluation, t0, should_stop)
-            if stop_reason is None:
-                stop_reason = self._tune(curve, progress, evaluation, t0, should_stop)
-        finally:
-            progress.close()
-        self._reconcile_tracking()
-        return self.result(stop_reason, curve, t0)
-
-    def _tune(self, curve: list[dict[str, Any]], progress: Progress, evaluation: Any | None, t0: float,
-              should_stop: Callable[[], bool] | None) -> str:
+    def _search(self, curve: list[dict[str, Any]], progress: Progress, evaluation: Any | None, t0: float,
+                should_stop: Callable[[], bool] | None) -> str:
         """Measure the main study through a ``Tuner``; returns the stop reason."""
         from ray import tune
 
@@ -149,6 +131,7 @@ class TuneProfiler(Profiler):
                 tuner.fit()
         finally:
             shutil.rmtree(results_dir, ignore_errors=True)  # everything worth keeping is in Optuna, MLflow, the report
+        self._reconcile_tracking()
         return state["stop"] or self.stop_reason(self.evaluate(), t0, should_stop) or "budget"
 
 
