@@ -24,7 +24,7 @@ seed records, its ``*.max_values.json``, after a patience of 10 samples), with t
 query). Configurations were chosen on seeds 0-4 (``--selection-seeds``): every figure is reported for
 those seeds and, separately, for the fresh ones (default 5-9).
 
-    python benchmarks/bench_replay.py                                  # full run (~30 min on 2 cores)
+    python benchmarks/bench_replay.py                                  # full run (~40 min on 2 shared cores)
     python benchmarks/bench_replay.py --datasets gpu_a100 --seeds 0-1  # a part of it
     python benchmarks/bench_replay.py --quick                          # smoke run
 """
