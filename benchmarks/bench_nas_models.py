@@ -13,7 +13,7 @@ Three steps (run from the repository root)::
 architecture is a table row, else the NAS-Bench-BERT predictor's mean (``NasBenchBertAccuracy``, seed 0;
 std recorded); the source is recorded. The front of a setting is the non-dominated subset (table values
 of the setting's objectives) of the rows ours (config ``ehvi``) evaluated in report seed 0, the first
-report seed (``benchmarks/results/nas_jobs.jsonl``); ``h200``: GLUE, latency, energy, peak power of
+report seed (``benchmarks/results/nas_models_search_runs.jsonl``); ``h200``: GLUE, latency, energy, peak power of
 ``protran-nasbench:h200``; ``cpu``: GLUE, latency of ``protran-nasbench:cpu``. A setting without recorded
 jobs falls back to the front of its whole table, labelled ``table-front``. Pick per baseline and setting:
 among front members with table GLUE >= the baseline's GLUE, the lowest latency (ties: energy); the
@@ -57,7 +57,9 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 RESULTS = REPO / "benchmarks" / "results"
 SELECTION = RESULTS / "nas_models_selection.json"
-JOBS = RESULTS / "nas_jobs.jsonl"
+#: the search runs the fronts come from: ours (ehvi) on the NAS benchmark's report seeds, as recorded when the
+#: models were selected and measured (before the GP fit was made deterministic; ``nas_jobs.jsonl`` holds the rerun)
+JOBS = RESULTS / "nas_models_search_runs.jsonl"
 
 BASELINES = {"BERT-Tiny": (2, 128, 2, 512), "BERT-Mini": (4, 256, 4, 1024)}  # layers, hidden, heads, FF
 SETTINGS = {
