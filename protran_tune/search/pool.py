@@ -155,9 +155,9 @@ def run_pool_search(problem: PoolProblem, sampler: Any, budget: int, seed: int, 
     evaluated, snapped, elapsed = _resumed(study, problem)
     done: set[int] = set(evaluated)
     hv: list[float] = [problem.hv_of(evaluated[:i + 1]) for i in range(len(evaluated))]
-    t0 = time.perf_counter() - elapsed
+    start = time.perf_counter()  # of this run; ``elapsed``: of the earlier runs of a resumed study
     while len(evaluated) < min(budget, len(problem.table)):
-        if time_limit_s is not None and time.perf_counter() - t0 - elapsed > time_limit_s:
+        if time_limit_s is not None and time.perf_counter() - start > time_limit_s:
             break
         trial = study.ask()
         arch = problem.params.suggest(trial)
@@ -182,10 +182,10 @@ def run_pool_search(problem: PoolProblem, sampler: Any, budget: int, seed: int, 
         evaluated.append(row)
         done.add(row)
         hv.append(problem.hv_of(evaluated))
-        study.set_user_attr("elapsed_s", time.perf_counter() - t0)
+        study.set_user_attr("elapsed_s", elapsed + time.perf_counter() - start)
         if progress and len(evaluated) % 10 == 0:
             progress(f"[{method} seed={seed}] {len(evaluated)} evaluations, regret {problem.true_hv - hv[-1]:.4f}")
-    return PoolRun(method, seed, evaluated, hv, snapped, time.perf_counter() - t0)
+    return PoolRun(method, seed, evaluated, hv, snapped, elapsed + time.perf_counter() - start)
 
 
 def _resumed(study: Any, problem: PoolProblem) -> tuple[list[int], int, float]:
