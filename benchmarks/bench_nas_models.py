@@ -44,6 +44,7 @@ baseline and pick (medians over rounds, per sequence), ratio baseline/pick and w
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import statistics
@@ -99,9 +100,7 @@ COMMANDS = {
 # --------------------------------------------------------------------------- select
 def search_rows(setting: str) -> tuple[list[str] | None, dict[str, Any]]:
     """Table ids ours evaluated in :data:`FRONT_SEED` of ``setting`` (``None`` if not recorded) and the rule."""
-    jobs = [json.loads(line) for line in JOBS.read_text().splitlines() if line.strip()] if JOBS.exists() else []
-    mine = {j["seed"]: j for j in jobs if j.get("setting") == setting and j.get("method") == METHOD
-            and j.get("config") == CONFIG and "rows" in j and j["seed"] in REPORT_SEEDS}
+    mine = {j["seed"]: j for j in ours_runs(setting)}
     rule = {"jobs": str(JOBS.relative_to(REPO)), "method": METHOD, "config": CONFIG,
             "report_seeds_recorded": sorted(mine), "front_seed": FRONT_SEED}
     if FRONT_SEED not in mine:
@@ -179,11 +178,17 @@ def pick(table: Any, front: list[int], floor: float) -> dict[str, Any]:
             "by_energy": None if by_en == by_lat else member(table, by_en), "by_energy_same": by_en == by_lat}
 
 
+@functools.lru_cache(maxsize=None)
+def ours_runs(setting: str) -> tuple[dict[str, Any], ...]:
+    """Ours' recorded report-seed runs of ``setting`` (from :data:`JOBS`; none if it is absent)."""
+    jobs = [json.loads(line) for line in JOBS.read_text().splitlines() if line.strip()] if JOBS.exists() else []
+    return tuple(j for j in jobs if j.get("setting") == setting and j.get("method") == METHOD
+                 and j.get("config") == CONFIG and "rows" in j and j.get("seed") in REPORT_SEEDS)
+
+
 def seeds_found(setting: str, table_id: str) -> list[int]:
     """Report seeds of ours whose evaluated rows include ``table_id`` (how robustly the search finds it)."""
-    jobs = [json.loads(line) for line in JOBS.read_text().splitlines() if line.strip()] if JOBS.exists() else []
-    return sorted(j["seed"] for j in jobs if j.get("setting") == setting and j.get("method") == METHOD
-                  and j.get("config") == CONFIG and j.get("seed") in REPORT_SEEDS and table_id in j.get("rows", ()))
+    return sorted(j["seed"] for j in ours_runs(setting) if table_id in j["rows"])
 
 
 def select_setting(setting: str, baselines: dict[str, Any]) -> dict[str, Any]:
