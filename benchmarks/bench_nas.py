@@ -6,10 +6,10 @@
                                     # slow jobs in several runs: each pauses after 495 s and resumes next time
 
 The recorded results were run on a 32-core machine in three runs of about 9 minutes (``--workers 32`` then
-``--methods qlognehvi --workers 12`` with checkpoints); qLogNEHVI's H200 checkpoints (64-79 evaluations per
-seed after about 1000 s each) are ``benchmarks/results/nas_checkpoints.tgz`` (unpack at the repository
-root, rerun with ``--checkpoint-dir .devcarry/nas_ckpt`` to continue; ``--record-paused`` records them as
-they stand).
+``--methods qlognehvi --workers 12`` with checkpoints); qLogNEHVI's H200 jobs, paused there at 64-79
+evaluations after about 1000 s each, were resumed from their checkpoints to 100 on a 2-core machine
+(``--methods qlognehvi --settings h200 --checkpoint-dir .devcarry/nas_ckpt --job-time-limit-s 1500
+--workers 2``; 1450-2230 s per seed in all). ``--record-paused`` records paused jobs as they stand.
 
 Jobs: ours' candidate configurations (:data:`CANDIDATES`) on the selection seeds 100-104 (``h200`` setting),
 and every method -- each of ours' candidates included -- on the report seeds 0-9 of both settings. Each
