@@ -101,7 +101,7 @@ def run_task(task: dict[str, Any]) -> dict[str, Any]:
         r = run_replay(ds, cfg)
     except Exception as err:  # name the run: one failure aborts the whole benchmark
         raise RuntimeError(f"replay run {task['device']} / {task['arm']} / seed {task['seed']} failed: {err!r}") from err
-    keep = task.get("keep_predictions", task["device"] == "gpu_a100" and task["seed"] == 0)
+    keep = task.get("keep_predictions", False)  # set by build_tasks (Fig. 7)
     return {
         "device": task["device"], "arm": task["arm"], "seed": task["seed"], "config": r["config"],
         "curve": [{k: p[k] for k in ("n_samples", "test_mse", "kendall_tau", "within_10pct", "coverage_1std", "coverage_2std")} for p in r["curve"]],
@@ -473,10 +473,11 @@ def select_files(data: Path, datasets: list[str] | None) -> list[Path]:
     files = recorded_files_or_report(data)
     if not datasets or not files:
         return files
-    names = {f: {f.stem, load_recorded(f).device} for f in files}
+    device = {f: load_recorded(f).device for f in files}
+    names = {f: {f.stem, device[f]} for f in files}
     unknown = sorted(set(datasets) - set().union(*names.values()))
     if unknown:
-        print(f"unknown dataset(s) {unknown}: choose from {sorted(load_recorded(f).device for f in files)}", file=sys.stderr)
+        print(f"unknown dataset(s) {unknown}: choose from {sorted(device.values())}", file=sys.stderr)
         return []
     return [f for f in files if names[f] & set(datasets)]
 

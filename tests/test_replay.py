@@ -12,10 +12,8 @@ import pytest
 from protran_tune.cli import main
 from protran_tune.datasets import load_recorded, recorded_files
 from protran_tune.platforms import MeasurementError, get_platform
-from protran_tune.space import Architecture
-from protran_tune.space import FeatureEncoder, get_space
+from protran_tune.space import Architecture, FeatureEncoder, get_space
 from protran_tune.workflows.replay import ReplayConfig, run_replay, split_test
-
 
 
 def synthetic_records(n: int = 40, seed: int = 0, noise: float = 0.02) -> dict[str, dict]:

@@ -164,6 +164,15 @@ def score_heldout(
     return HeldOutScore(n_train=int(n_train), n_test=len(y), targets=names, **out)
 
 
+def check_convergence_options(normaliser_rule: str = "max", patience: int = 0) -> None:
+    """``ValueError`` unless ``normaliser_rule`` is one of :data:`NORMALISERS` and ``patience`` a
+    non-negative integer (samples)."""
+    if normaliser_rule not in NORMALISERS:
+        raise ValueError(f"normaliser must be one of {NORMALISERS}, got {normaliser_rule!r}")
+    if isinstance(patience, bool) or not isinstance(patience, int) or patience < 0:
+        raise ValueError(f"patience must be a non-negative integer (samples), got {patience!r}")
+
+
 def normaliser(
     values: Any, rule: str = "max", *, seed_rows: Sequence[int] | None = None, recorded: Any = None
 ) -> np.ndarray:
@@ -178,6 +187,7 @@ def normaliser(
     Raises:
         ValueError: an unknown rule, no seed rows, no recorded normaliser, or a non-positive divisor.
     """
+    check_convergence_options(rule)
     y = np.asarray(values, dtype=np.float64)
     y = y.reshape(len(y), -1)
     if rule == "max":
@@ -192,8 +202,6 @@ def normaliser(
         scale = np.asarray(recorded, dtype=np.float64).reshape(-1)
         if scale.shape != (y.shape[1],):
             raise ValueError(f"normaliser 'recorded' has {scale.size} values for {y.shape[1]} targets")
-    else:
-        raise ValueError(f"normaliser must be one of {NORMALISERS}, got {rule!r}")
     if not (np.isfinite(scale).all() and (scale > 0).all()):
         raise ValueError(f"normaliser {rule!r} must be finite and positive, got {scale.tolist()}")
     return scale
@@ -238,8 +246,7 @@ def samples_to_convergence(
     ``patience``: samples on which the criterion must have held first (see :func:`_first_converged`;
     0: the first point below the threshold). ``None`` where convergence is not reached.
     """
-    if isinstance(patience, bool) or not isinstance(patience, int) or patience < 0:
-        raise ValueError(f"patience must be a non-negative integer (samples), got {patience!r}")
+    check_convergence_options(patience=patience)
     convergence: dict[str, int | None] = {}
     floor: dict[str, dict[str, float]] = {}
     for name in targets:

@@ -111,7 +111,6 @@ class GaussianProcessSurrogate(EncodedSurrogate, BaseEstimator):
         self.warm_start = warm_start
 
     def _fit(self, Z: np.ndarray, Y: np.ndarray) -> None:
-
         if self.kernel not in KERNELS:
             raise ValueError(f"kernel must be one of {KERNELS}, got {self.kernel!r}")
         for name in ("maxiter", "n_restarts"):

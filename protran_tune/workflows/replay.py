@@ -41,7 +41,9 @@ import numpy as np
 from protran_tune.datasets.protran import RecordedDataset
 from protran_tune.datasets.table import Table
 from protran_tune.objectives.providers import PoolLookup
-from protran_tune.objectives.scoring import NORMALISERS, normaliser, samples_to_convergence, score_heldout, split_test
+from protran_tune.objectives.scoring import (
+    check_convergence_options, normaliser, samples_to_convergence, score_heldout, split_test,
+)
 from protran_tune.objectives.targets import HARDWARE_TARGETS, parse_targets
 from protran_tune.samplers.acquisition import ACQUISITIONS
 
@@ -94,10 +96,7 @@ class ReplayConfig:
             raise ValueError(f"density_weight must be >= 0, got {self.density_weight!r}")
         if not self.threshold > 0:
             raise ValueError(f"threshold must be positive, got {self.threshold!r}")
-        if self.normaliser not in NORMALISERS:
-            raise ValueError(f"normaliser must be one of {NORMALISERS}, got {self.normaliser!r}")
-        if isinstance(self.patience, bool) or not isinstance(self.patience, int) or self.patience < 0:
-            raise ValueError(f"patience must be a non-negative integer (samples), got {self.patience!r}")
+        check_convergence_options(self.normaliser, self.patience)
 
 
 def _lhs_seed(E: np.ndarray, pool: np.ndarray, k: int, rng: np.random.Generator, space: str) -> list[int]:
