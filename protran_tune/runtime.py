@@ -289,9 +289,20 @@ def check_tracking_uri(uri: str = DEFAULT_MLFLOW_URI, timeout_s: float = 5.0) ->
 
 def free_port(host: str = LOOPBACK) -> int:
     """A TCP port free on ``host`` right now."""
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
+    return free_ports(1, host)[0]
+
+
+def free_ports(n: int, host: str = LOOPBACK) -> list[int]:
+    """``n`` distinct TCP ports free on ``host`` right now (held open together while drawn, so no port is
+    drawn twice, as separate :func:`free_port` calls can)."""
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for sock in socks:
+            sock.bind((host, 0))
+        return [int(sock.getsockname()[1]) for sock in socks]
+    finally:
+        for sock in socks:
+            sock.close()
 
 
 def resolve_ray_address(address: str | None) -> str | None:

@@ -223,3 +223,16 @@ def test_kill_9_leaves_ray_debris_that_the_next_start_reaps(tmp_path: Path):
     assert result["n_measured"] == 6 and result["n_test"] == 3
     calls = Counter(log.read_text().split())
     assert sum(c - 1 for c in calls.values()) <= 1  # at most the measurement the kill interrupted
+
+
+def test_free_ports_are_distinct_and_bindable() -> None:
+    """Ports drawn together never repeat (Ray refuses one port for two components), and each can be bound."""
+    import socket
+
+    from protran_tune.runtime import LOOPBACK, free_ports
+
+    ports = free_ports(32)
+    assert len(set(ports)) == 32
+    for port in ports:
+        with socket.socket() as sock:
+            sock.bind((LOOPBACK, port))

@@ -18,7 +18,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from protran_tune.runtime import Owner, free_port, ray_processes, stop_ray_processes
+from protran_tune.runtime import Owner, free_ports, ray_processes, stop_ray_processes
 from protran_tune.tracking.records import METRIC_NAMES
 
 BIN = Path(sys.executable).parent
@@ -35,14 +35,14 @@ def ray_head():
     env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32),
            "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
     env.pop("RAY_ADDRESS", None)
-    gcs, dashboard = free_port(), free_port()
+    gcs, dashboard, *agent_ports = free_ports(2 + len(AGENT_PORT_FLAGS))  # distinct: Ray refuses a port twice
     try:
         start = subprocess.run(
             [str(BIN / "ray"), "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(gcs),
              "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dashboard), "--temp-dir", temp_dir,
              "--num-cpus", "2", "--resources", json.dumps({"platform:cpu": 1}), "--disable-usage-stats",
              # Ray's agents default to fixed ports (52365, ...): free ones, so other Rays on the machine don't clash
-             *[arg for flag in AGENT_PORT_FLAGS for arg in (flag, str(free_port()))]],
+             *[arg for flag, port in zip(AGENT_PORT_FLAGS, agent_ports) for arg in (flag, str(port))]],
             env=env, capture_output=True, text=True, timeout=120)
         assert start.returncode == 0, start.stdout[-2000:] + start.stderr[-2000:]
         yield {"env": env, "dashboard": f"http://127.0.0.1:{dashboard}", "gcs_port": gcs, "temp_dir": temp_dir}
